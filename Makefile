@@ -1,0 +1,31 @@
+# The README's commands. Each creates .venv (pip, from pyproject.toml) when it is missing or stale.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The main job: generate the built-in sample dataset once (cached) and check it.
+demo: $(STAMP)
+	$(BIN)/mmsent data check
+
+# The whole test suite, slow end-to-end tests included.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Everything but the slow end-to-end tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_decode.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

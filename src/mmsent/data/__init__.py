@@ -1,0 +1,1 @@
+"""The data layer: MELD CSVs, dataset layouts, one-pass media decoding, Dataset, and the sample."""

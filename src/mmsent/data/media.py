@@ -1,0 +1,306 @@
+"""One-pass media decoding with PyAV (which bundles FFmpeg): no system ffmpeg, no temporary files.
+
+Each clip is opened once and its packets demuxed once. Video frames are sampled evenly across the
+whole clip (the frame nearest each of N evenly spaced instants, not the first N), resized so that the
+short side fits, centre-cropped and converted to RGB; only the chosen frames are converted. Audio is
+downmixed to mono and resampled to the target rate by FFmpeg's resampler, whatever its channel layout.
+
+Broken media never raises: a missing, empty, unreadable, truncated or stream-less clip gives
+`None` for the modality it lacks and names the problem in `DecodedClip.issues`, so that the dataset
+can yield an empty input with a mask saying the modality is absent, and reports can count it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torchaudio
+
+from mmsent.config import MediaConfig
+
+# Kinetics-400 statistics that torchvision's R3D-18 weights were trained with (RGB, 0..1 scale).
+VIDEO_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
+VIDEO_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
+
+# Problems a clip can have; each names what was wrong in reports and dataset items.
+MISSING = "missing"  # no file at the clip's path
+EMPTY_FILE = "empty_file"  # zero bytes
+UNREADABLE = "unreadable"  # FFmpeg cannot open it as media
+NO_VIDEO = "no_video_stream"
+NO_AUDIO = "no_audio_stream"
+NO_VIDEO_FRAMES = "no_video_frames"  # a video stream that yields nothing
+NO_AUDIO_SAMPLES = "no_audio_samples"
+CORRUPT = "corrupt_data"  # packets that failed to demux or decode (a truncated file, say)
+SHORTER_THAN_HEADER = "shorter_than_header"  # frames stop well before the duration the header states
+AUDIO_CONVERSION_FAILED = "audio_conversion_failed"  # an audio layout FFmpeg could not downmix
+
+ISSUES: tuple[str, ...] = (
+    MISSING, EMPTY_FILE, UNREADABLE, NO_VIDEO, NO_AUDIO, NO_VIDEO_FRAMES, NO_AUDIO_SAMPLES,
+    CORRUPT, SHORTER_THAN_HEADER, AUDIO_CONVERSION_FAILED,
+)  # fmt: skip
+
+# Above this many unfilled sampling targets, the stream ended early rather than by rounding.
+_SHORT_TOLERANCE_FRAMES = 1
+
+
+@dataclass(frozen=True)
+class DecodedClip:
+    frames: np.ndarray | None  # (T, H, W, 3) uint8 RGB, or None when the video is absent
+    waveform: np.ndarray | None  # (samples,) float32 mono at MediaConfig.sample_rate, or None
+    duration: float | None  # seconds, as the container states it
+    audio_channels: int | None  # channels of the source audio before the downmix to mono
+    issues: tuple[str, ...] = ()
+
+    @property
+    def has_video(self) -> bool:
+        return self.frames is not None
+
+    @property
+    def has_audio(self) -> bool:
+        return self.waveform is not None
+
+
+def decode_clip(
+    path: Path | None, cfg: MediaConfig, *, video: bool = True, audio: bool = True
+) -> DecodedClip:
+    """Decode one clip in one pass; never raises for broken media (see the module docstring)."""
+    if path is None or not Path(path).is_file():
+        return DecodedClip(None, None, None, None, (MISSING,))
+    if Path(path).stat().st_size == 0:
+        return DecodedClip(None, None, None, None, (EMPTY_FILE,))
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError):
+        return DecodedClip(None, None, None, None, (UNREADABLE,))
+    with container:
+        return _decode_open(container, cfg, want_video=video, want_audio=audio)
+
+
+def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, *, want_video: bool, want_audio: bool) -> DecodedClip:
+    issues: list[str] = []
+    video_stream = container.streams.video[0] if container.streams.video else None
+    audio_stream = container.streams.audio[0] if container.streams.audio else None
+    if video_stream is None:
+        issues.append(NO_VIDEO)
+    if audio_stream is None:
+        issues.append(NO_AUDIO)
+    duration = _duration(container, video_stream)
+    audio_channels = audio_stream.codec_context.channels if audio_stream is not None else None
+
+    sampler = None
+    if want_video and video_stream is not None:
+        video_stream.thread_type = "AUTO"  # frame and slice threads: FFmpeg's decoders scale with cores
+        sampler = _EvenFrameSampler(cfg, duration, _start_time(video_stream))
+    collector = None
+    if want_audio and audio_stream is not None:
+        collector = _AudioCollector(cfg)
+    streams = [s for s, used in ((video_stream, sampler), (audio_stream, collector)) if used is not None]
+
+    if streams:
+        try:
+            for packet in container.demux(streams):
+                if packet.stream is audio_stream and collector.full:
+                    continue  # enough audio: skip decoding the rest, the video still needs every packet
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    _add(issues, CORRUPT)
+                    continue
+                for frame in frames:
+                    if packet.stream is video_stream:
+                        sampler.offer(frame)
+                    else:
+                        collector.offer(frame)
+        except av.FFmpegError:  # the container itself broke off: keep what was decoded
+            _add(issues, CORRUPT)
+
+    frames = None
+    if sampler is not None:
+        frames, unfilled = sampler.result()
+        if frames is None:
+            issues.append(NO_VIDEO_FRAMES)
+        elif unfilled > _SHORT_TOLERANCE_FRAMES:
+            issues.append(SHORTER_THAN_HEADER)
+    waveform = None
+    if collector is not None:
+        try:
+            waveform = collector.result()
+        except (av.FFmpegError, ValueError):
+            issues.append(AUDIO_CONVERSION_FAILED)
+        else:
+            if waveform is None:
+                issues.append(NO_AUDIO_SAMPLES)
+    return DecodedClip(frames, waveform, duration, audio_channels, tuple(issues))
+
+
+def _add(issues: list[str], issue: str) -> None:
+    if issue not in issues:
+        issues.append(issue)
+
+
+def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream | None) -> float | None:
+    if stream is not None and stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def _start_time(stream: av.video.stream.VideoStream) -> float:
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+class _EvenFrameSampler:
+    """Keeps, for each of N evenly spaced instants, the decoded frame nearest to it.
+
+    Frames arrive in presentation order. Only chosen frames are scaled and converted to RGB,
+    so the cost over a bare decode is N small conversions.
+    """
+
+    def __init__(self, cfg: MediaConfig, duration: float | None, start: float) -> None:
+        self.cfg = cfg
+        self.start = start
+        self.duration = duration
+        self.count = cfg.num_frames
+        # The centre of each of N equal slices of the clip.
+        self.targets = [(i + 0.5) * duration / self.count for i in range(self.count)] if duration else None
+        self.chosen: list[np.ndarray] = []
+        self.previous: tuple[float, av.VideoFrame] | None = None
+        self.previous_rgb: np.ndarray | None = None
+        self.last_rgb: tuple[av.VideoFrame, np.ndarray] | None = None
+        self.unknown_duration_frames: list[np.ndarray] = []
+
+    def offer(self, frame: av.VideoFrame) -> None:
+        time = (frame.time if frame.time is not None else 0.0) - self.start
+        if self.targets is None:
+            # No duration in the header: nothing to aim at, so keep every frame (small) and pick later.
+            self.unknown_duration_frames.append(self._rgb(frame))
+            return
+        while len(self.chosen) < self.count and time >= self.targets[len(self.chosen)]:
+            target = self.targets[len(self.chosen)]
+            if self.previous is not None and target - self.previous[0] <= time - target:
+                self.chosen.append(self._rgb(self.previous[1]))
+            else:
+                self.chosen.append(self._rgb(frame))
+        self.previous = (time, frame)
+
+    def result(self) -> tuple[np.ndarray | None, int]:
+        """The (T, H, W, 3) frames and how many targets lay beyond the last decoded frame."""
+        if self.targets is None:
+            kept = self.unknown_duration_frames
+            if not kept:
+                return None, 0
+            picks = np.linspace(0, len(kept) - 1, self.count).round().astype(int)
+            return np.stack([kept[i] for i in picks]), 0
+        unfilled = self.count - len(self.chosen)
+        if unfilled and self.previous is not None:
+            last = self._rgb(self.previous[1])
+            self.chosen.extend([last] * unfilled)
+        if not self.chosen:
+            return None, unfilled
+        return np.stack(self.chosen), unfilled
+
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        if self.last_rgb is not None and self.last_rgb[0] is frame:
+            return self.last_rgb[1]
+        rgb = resize_and_crop(frame, self.cfg.frame_size)
+        self.last_rgb = (frame, rgb)
+        return rgb
+
+
+def resize_and_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
+    """Scale so the short side is `size` (aspect kept, as R3D-18 was trained), centre-crop to size²."""
+    scale = size / min(frame.width, frame.height)
+    width = max(size, round(frame.width * scale))
+    height = max(size, round(frame.height * scale))
+    rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    top = (height - size) // 2
+    left = (width - size) // 2
+    return np.ascontiguousarray(rgb[top : top + size, left : left + size])
+
+
+class _AudioCollector:
+    """Downmixes and resamples audio frames with FFmpeg's resampler, up to the configured length."""
+
+    def __init__(self, cfg: MediaConfig) -> None:
+        self.wanted = cfg.audio_samples
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=cfg.sample_rate)
+        self.chunks: list[np.ndarray] = []
+        self.samples = 0
+        self.error: Exception | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.samples >= self.wanted or self.error is not None
+
+    def offer(self, frame: av.AudioFrame) -> None:
+        try:
+            self._keep(self.resampler.resample(frame))
+        except (av.FFmpegError, ValueError) as error:
+            self.error = error
+
+    def result(self) -> np.ndarray | None:
+        if self.error is not None:
+            raise self.error
+        if not self.full:
+            self._keep(self.resampler.resample(None))  # flush what the resampler holds back
+        if not self.chunks:
+            return None
+        return np.concatenate(self.chunks)[: self.wanted]
+
+    def _keep(self, frames: list[av.AudioFrame]) -> None:
+        for out in frames:
+            chunk = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            self.chunks.append(chunk)
+            self.samples += chunk.size
+
+
+# ----------------------------------------------------------------------------------------------
+# From decoded media to model inputs.
+
+
+def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 RGB -> (3, T, H, W) float32, normalised with the video model's mean and std."""
+    video = torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
+    mean = torch.tensor(VIDEO_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(VIDEO_STD).view(3, 1, 1, 1)
+    return video.sub_(mean).div_(std)
+
+
+def empty_frames(cfg: MediaConfig) -> torch.Tensor:
+    """The video input of an item whose video is absent: zeros, masked out by the model."""
+    return torch.zeros(3, cfg.num_frames, cfg.frame_size, cfg.frame_size)
+
+
+def log_mel(waveform: np.ndarray, cfg: MediaConfig) -> torch.Tensor:
+    """Mono waveform -> (n_mels, mel_frames) log-mel spectrogram in decibels (at most 80 dB deep).
+
+    The waveform is cut or zero-padded to `audio_seconds` first, so every item has the same shape.
+    """
+    samples = torch.zeros(cfg.audio_samples)
+    length = min(waveform.size, cfg.audio_samples)
+    samples[:length] = torch.from_numpy(waveform[:length])
+    mel, to_db = _mel_transforms(cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels)
+    with torch.no_grad():
+        return to_db(mel(samples))
+
+
+def empty_log_mel(cfg: MediaConfig) -> torch.Tensor:
+    """The audio input of an item whose audio is absent: zeros, masked out by the model."""
+    return torch.zeros(cfg.n_mels, cfg.mel_frames)
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_transforms(sample_rate: int, n_fft: int, hop_length: int, n_mels: int):
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels
+    )
+    return mel, torchaudio.transforms.AmplitudeToDB(stype="power", top_db=80.0)
+

@@ -1,0 +1,48 @@
+"""Every environment variable mmsent reads, read here and nowhere else, when asked (never at import).
+
+Inside a SageMaker training job the container contract sets `SM_*` variables: the input channels
+(`SM_CHANNEL_TRAIN`, `SM_CHANNEL_VALIDATION`, `SM_CHANNEL_TEST`), the model and output folders.
+Outside one, none is set and local defaults apply.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_CHANNEL_PREFIX = "SM_CHANNEL_"
+
+
+@dataclass(frozen=True)
+class Environment:
+    channels: dict[str, Path] = field(default_factory=dict)  # SageMaker input channels by lower-case name
+    model_dir: Path | None = None  # SM_MODEL_DIR: what the job uploads as model.tar.gz
+    output_data_dir: Path | None = None  # SM_OUTPUT_DATA_DIR: extra outputs, uploaded as output.tar.gz
+    cache_dir: Path = Path.home() / ".cache" / "mmsent"  # MMSENT_CACHE_DIR, else XDG_CACHE_HOME/mmsent
+
+    @property
+    def in_sagemaker(self) -> bool:
+        return self.model_dir is not None or bool(self.channels)
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> "Environment":
+        env = os.environ if environ is None else environ
+        channels = {
+            key[len(_CHANNEL_PREFIX) :].lower(): Path(value)
+            for key, value in env.items()
+            if key.startswith(_CHANNEL_PREFIX) and value
+        }
+        if env.get("MMSENT_CACHE_DIR"):
+            cache_dir = Path(env["MMSENT_CACHE_DIR"])
+        elif env.get("XDG_CACHE_HOME"):
+            cache_dir = Path(env["XDG_CACHE_HOME"]) / "mmsent"
+        else:
+            cache_dir = Path(env.get("HOME", str(Path.home()))) / ".cache" / "mmsent"
+        return cls(
+            channels=channels,
+            model_dir=Path(env["SM_MODEL_DIR"]) if env.get("SM_MODEL_DIR") else None,
+            output_data_dir=Path(env["SM_OUTPUT_DATA_DIR"]) if env.get("SM_OUTPUT_DATA_DIR") else None,
+            cache_dir=cache_dir,
+        )

