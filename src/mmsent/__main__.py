@@ -1,0 +1,5 @@
+import sys
+
+from mmsent.cli import main
+
+sys.exit(main())

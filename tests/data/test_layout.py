@@ -1,0 +1,73 @@
+
+import pytest
+
+from mmsent.data.layout import DatasetLayoutError, find_splits, splits_from_channels
+
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def test_meld_raw_layout_with_csvs_inside_split_folders(tmp_path):
+    _touch(tmp_path / "train" / "train_sent_emo.csv")
+    _touch(tmp_path / "train" / "train_splits" / "dia0_utt0.mp4")
+    _touch(tmp_path / "dev" / "dev_sent_emo.csv")
+    _touch(tmp_path / "dev" / "dev_splits_complete" / "dia0_utt0.mp4")
+    splits = find_splits(tmp_path)
+    assert list(splits) == ["train", "dev"]
+    assert splits["dev"].clip_path("dia0_utt0.mp4") == tmp_path / "dev" / "dev_splits_complete" / "dia0_utt0.mp4"
+
+
+def test_meld_raw_layout_with_csvs_at_the_top(tmp_path):
+    for split, folder in (("train", "train_splits"), ("test", "output_repeated_splits_test")):
+        _touch(tmp_path / f"{split}_sent_emo.csv")
+        (tmp_path / folder).mkdir()
+    splits = find_splits(tmp_path)
+    assert splits["test"].clip_dir == tmp_path / "output_repeated_splits_test"
+
+
+def test_csvs_without_clips_are_text_only(tmp_path):
+    _touch(tmp_path / "train_sent_emo.csv")
+    _touch(tmp_path / "dev_sent_emo.csv")
+    splits = find_splits(tmp_path)
+    assert [s.clip_dir for s in splits.values()] == [None, None]
+    assert splits["train"].clip_path("dia0_utt0.mp4") is None
+
+
+def test_flat_folder_with_one_csv_of_any_name(tmp_path):
+    _touch(tmp_path / "my_clips.csv")
+    _touch(tmp_path / "dia1_utt1.mp4")
+    (files,) = find_splits(tmp_path).values()
+    assert (files.split, files.csv_path.name, files.clip_dir) == ("train", "my_clips.csv", tmp_path)
+
+
+def test_sagemaker_channels_map_to_splits(tmp_path):
+    _touch(tmp_path / "t" / "train_sent_emo.csv")
+    _touch(tmp_path / "t" / "dia0_utt0.mp4")
+    _touch(tmp_path / "v" / "whatever.csv")
+    splits = splits_from_channels({"train": tmp_path / "t", "validation": tmp_path / "v"})
+    assert list(splits) == ["train", "dev"]
+    assert splits["train"].clip_dir == tmp_path / "t" and splits["dev"].clip_dir is None
+
+
+def test_channel_without_csv_is_a_clear_error(tmp_path):
+    (tmp_path / "v").mkdir()
+    with pytest.raises(DatasetLayoutError, match="channel 'validation'.*no CSV"):
+        splits_from_channels({"validation": tmp_path / "v"})
+
+
+def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetLayoutError, match="no MELD CSV found"):
+        find_splits(tmp_path)
+    with pytest.raises(DatasetLayoutError, match="no such data folder"):
+        find_splits(tmp_path / "absent")
+
+
+def test_several_unnamed_csvs_are_ambiguous(tmp_path):
+    _touch(tmp_path / "a.csv")
+    _touch(tmp_path / "b.csv")
+    with pytest.raises(DatasetLayoutError, match="several CSVs"):
+        find_splits(tmp_path)

@@ -1,0 +1,91 @@
+"""The real `mmsent` command, run as a user runs it, in a subprocess, on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def mmsent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SM_")} | (env or {})
+    return subprocess.run([sys.executable, "-m", "mmsent", *args], capture_output=True, text=True,
+                          env=environment, timeout=600)  # fmt: skip
+
+
+def test_sample_then_data_check(tmp_path):
+    out = tmp_path / "meld"
+    made = mmsent("sample", "--out", str(out), "--train-size", "24", "--dev-size", "6", "--test-size", "6")
+    assert made.returncode == 0, made.stderr
+    assert f"wrote the sample dataset to {out} (36 clips)" in made.stdout
+
+    checked = mmsent("data", "check", "--data-dir", str(out))
+    assert checked.returncode == 0, checked.stderr
+    lines = checked.stdout.splitlines()
+    assert any(line.split()[:3] == ["train", "24", "24"] for line in lines)
+    assert any(line.split() == ["missing", "1", "1", "0"] for line in lines)
+    assert "train empty_file: dia2_utt3.mp4" in checked.stdout
+
+    report = json.loads(mmsent("data", "check", "--data-dir", str(out), "--json").stdout)
+    train, dev, test = report["splits"]
+    assert (train["rows"], dev["rows"], test["rows"]) == (24, 6, 6)
+    assert train["issues"] == {"empty_file": 1, "missing": 1, "no_audio_stream": 1, "shorter_than_header": 1}
+    assert train["audio_channels"] == {"2": 20, "6": 1}  # 24, less missing, empty, no audio, 5.1
+    assert train["clips_ok"] == 20 and sum(train["emotions"].values()) == 24
+    assert 1.5 <= train["duration_seconds"]["min"] <= train["duration_seconds"]["max"] <= 3.5
+
+
+def test_check_on_the_shared_meld_csvs_reports_rows_labels_and_absent_clips(meld_dir):
+    result = mmsent("data", "check", "--data-dir", str(meld_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    train, dev = json.loads(result.stdout)["splits"]
+    assert (train["rows"], dev["rows"]) == (9989, 1109)
+    assert train["emotions"]["neutral"] == 4710 and train["sentiments"]["negative"] == 2945
+    assert train["clips_absent"] and dev["clips_absent"]
+    text = mmsent("data", "check", "--data-dir", str(meld_dir)).stdout
+    assert "train: no clips found beside" in text and "usable for text-only training" in text
+
+
+def test_check_reads_sagemaker_channels(tmp_path, sample_dir):
+    result = mmsent("data", "check", "--json", "--no-decode",
+                    env={"SM_CHANNEL_TRAIN": str(sample_dir / "train"), "SM_CHANNEL_VALIDATION": str(sample_dir / "dev")})
+    assert result.returncode == 0, result.stderr
+    assert [s["split"] for s in json.loads(result.stdout)["splits"]] == ["train", "dev"]
+
+
+def test_unusable_csv_exits_non_zero_naming_file_row_and_value(tmp_path):
+    (tmp_path / "train_sent_emo.csv").write_text(
+        "Utterance,Emotion,Sentiment,Dialogue_ID,Utterance_ID\nHi,elated,positive,0,0\n", encoding="utf-8"
+    )
+    result = mmsent("data", "check", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "train_sent_emo.csv: row at line 2: unknown emotion 'elated'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_data_folder_and_bad_values_exit_non_zero(tmp_path):
+    result = mmsent("data", "check", "--data-dir", str(tmp_path / "nowhere"))
+    assert result.returncode == 2 and "no such data folder" in result.stderr
+    result = mmsent("sample", "--out", str(tmp_path / "x"), "--train-size", "0")
+    assert result.returncode == 2 and "expected a positive integer, got 0" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_sample_refuses_a_folder_in_use(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    result = mmsent("sample", "--out", str(tmp_path))
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_check_without_a_data_dir_builds_and_checks_the_built_in_sample(tmp_path):
+    result = mmsent("data", "check", "--json", env={"MMSENT_CACHE_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert [s["rows"] for s in json.loads(result.stdout)["splits"]] == [420, 90, 90]
+    (cached,) = Path(tmp_path).iterdir()
+    assert (cached / "sample.json").is_file()
