@@ -41,9 +41,8 @@ class MediaConfig:
 
 @dataclass(frozen=True)
 class TextConfig:
-    """How an utterance becomes token ids."""
+    """How an utterance becomes token ids (the tokenizer is the text model's: ModelConfig.text_model)."""
 
-    model: str = "default"  # "default" is the offline all-MiniLM-L6-v2; or a local path or hub name
     max_tokens: int = 96  # MELD's longest utterance is about 90 word pieces
 
     def __post_init__(self) -> None:
@@ -65,3 +64,98 @@ class DataConfig:
             raise ValueError(
                 f"modalities must be a non-empty subset of {','.join(MODALITIES)}, got {','.join(self.modalities)}"
             )
+
+
+# Backbones that can be frozen: they start from pretrained weights (or, for video, act as a fixed
+# feature extractor). The audio CNN always starts random, so it always trains.
+FREEZABLE: tuple[str, ...] = ("text", "video")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The fusion model's shape. Saved beside the weights, so a model dir rebuilds it alone."""
+
+    modalities: tuple[str, ...] = MODALITIES  # encoders built; the others are left out entirely
+    text_model: str = "default"  # offline all-MiniLM-L6-v2; "bert-base-uncased" where the hub is reachable
+    video_weights: str = "none"  # none | kinetics400 (downloads through torchvision) | PATH to a state dict
+    freeze: tuple[str, ...] = ("video",)  # frozen backbones; their projections still train
+    embed_dim: int = 128  # each modality's embedding; lower it to shrink the fusion layers
+    fusion_dim: int = 256  # width of the fusion layer
+    audio_channels: tuple[int, ...] = (16, 32, 64, 128)  # conv widths of the audio CNN, one block each
+    dropout: float = 0.3  # in projections, fusion and heads; raise it when validation loss climbs early
+
+    def __post_init__(self) -> None:
+        DataConfig(modalities=self.modalities)  # the same modality check, one message
+        bad = sorted(set(self.freeze) - set(FREEZABLE))
+        if bad:
+            raise ValueError(
+                f"cannot freeze {','.join(bad)}: only pretrained backbones can be frozen ({','.join(FREEZABLE)}); "
+                "the audio CNN starts random and always trains"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.embed_dim < 1 or self.fusion_dim < 1 or not self.audio_channels:
+            raise ValueError("embed_dim, fusion_dim and audio_channels must be positive")
+
+
+SCHEDULERS: tuple[str, ...] = ("cosine", "linear", "plateau", "constant")
+CLASS_WEIGHTS: tuple[str, ...] = ("balanced", "none")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Runtime state (epoch, step, rank) lives in the loop, never here."""
+
+    epochs: int = 10
+    batch_size: int = 16  # per optimizer step with grad_accum_steps 1; lower it on out-of-memory
+    learning_rate: float = 5e-4  # fusion, heads, projections and the audio CNN: all start random
+    encoder_learning_rate: float = 3e-5  # pretrained backbones being fine-tuned: lower, or they forget
+    weight_decay: float = 0.01  # AdamW's decoupled decay; biases and norms are exempt
+    scheduler: str = "cosine"  # cosine | linear (after warm-up, to zero) | plateau (halve on a stall) | constant
+    warmup_ratio: float = 0.1  # share of optimizer steps spent warming up (cosine, linear, constant)
+    grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
+    label_smoothing: float = 0.1  # MELD's labels are noisy: soften the targets a little
+    class_weights: str = "balanced"  # balanced: inverse class frequency from the CSV labels | none
+    sentiment_loss_weight: float = 0.5  # loss = emotion CE + this x sentiment CE
+    grad_accum_steps: int = 1  # micro-batches per optimizer step: batch_size x this is the effective batch
+    amp: bool = False  # mixed precision on CUDA (bf16 where supported, else fp16); no effect on CPU
+    num_workers: int = 2  # DataLoader processes decoding clips; raise it when the GPU waits on data
+    max_train_samples: int | None = None  # train on a random subset this big, for quick experiments
+    early_stopping_patience: int = 0  # stop after this many epochs without a better emotion F1; 0: never
+    seed: int = 42  # the same seed repeats a run on CPU
+    log_every: int = 20  # batches between progress lines when stdout is not a terminal
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "grad_accum_steps", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("learning_rate", "encoder_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip", "sentiment_loss_weight", "early_stopping_patience", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ValueError(f"max_train_samples must be at least 1, got {self.max_train_samples}")
+
+
+def data_config_from_dict(values: dict) -> DataConfig:
+    """Rebuild a DataConfig written as JSON (tuples come back as lists)."""
+    return DataConfig(
+        text=TextConfig(**values["text"]),
+        media=MediaConfig(**values["media"]),
+        modalities=tuple(values["modalities"]),
+    )
+
+
+def model_config_from_dict(values: dict) -> ModelConfig:
+    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

@@ -20,11 +20,19 @@ class Environment:
     channels: dict[str, Path] = field(default_factory=dict)  # SageMaker input channels by lower-case name
     model_dir: Path | None = None  # SM_MODEL_DIR: what the job uploads as model.tar.gz
     output_data_dir: Path | None = None  # SM_OUTPUT_DATA_DIR: extra outputs, uploaded as output.tar.gz
+    output_dir: Path | None = None  # SM_OUTPUT_DIR: /opt/ml/output; TensorBoard's LocalPath is tensorboard/ in it
     cache_dir: Path = Path.home() / ".cache" / "mmsent"  # MMSENT_CACHE_DIR, else XDG_CACHE_HOME/mmsent
 
     @property
     def in_sagemaker(self) -> bool:
         return self.model_dir is not None or bool(self.channels)
+
+    @property
+    def tensorboard_dir(self) -> Path | None:
+        """Inside a job, the folder that TensorBoardOutputConfig syncs to S3 (its default LocalPath)."""
+        if not self.in_sagemaker:
+            return None
+        return (self.output_dir or Path("/opt/ml/output")) / "tensorboard"
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> "Environment":
@@ -44,5 +52,6 @@ class Environment:
             channels=channels,
             model_dir=Path(env["SM_MODEL_DIR"]) if env.get("SM_MODEL_DIR") else None,
             output_data_dir=Path(env["SM_OUTPUT_DATA_DIR"]) if env.get("SM_OUTPUT_DATA_DIR") else None,
+            output_dir=Path(env["SM_OUTPUT_DIR"]) if env.get("SM_OUTPUT_DIR") else None,
             cache_dir=cache_dir,
         )

@@ -25,3 +25,15 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(text_model_source(name))
+
+
+def load_text_backbone(name: str, pretrained: bool):
+    """The transformers encoder: with its weights, or (for loading a saved state dict) the architecture only."""
+    from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # one bar per weight file is noise in training logs
+    source = text_model_source(name)
+    if pretrained:
+        return AutoModel.from_pretrained(source)
+    return AutoModel.from_config(AutoConfig.from_pretrained(source))

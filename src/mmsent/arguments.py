@@ -1,0 +1,106 @@
+"""Command-line options generated from the typed configs, so each setting is defined once.
+
+Every dataclass field becomes a kebab-case option (`batch_size` -> `--batch-size`) whose help is the
+field's comment in config.py. Values are parsed the way SageMaker passes hyperparameters: numbers
+as text, booleans as True/true/false/1/0, lists comma-separated. Options default to None, so
+`config_from_args` can tell a value the user gave from one left to the dataclass default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import types
+import typing
+
+
+def parse_bool(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """A comma-separated list; "" or "none" is the empty list."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parse_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in parse_names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _number(kind: type):
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """Each field's trailing comment in the class source: the one-line 'when to change it'."""
+    comments = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+        if match:
+            comments[match.group(1)] = match.group(2).replace("%", "%%")
+    return comments
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    hints = typing.get_type_hints(cls)
+    comments = field_comments(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        hint = hints[field.name]
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        option = "--" + field.name.replace("_", "-")
+        help_text = f"{comments.get(field.name, '')} (default: {_show(default)})"
+        kwargs: dict = {"dest": field.name, "default": None, "help": help_text}
+        if hint is bool:
+            kwargs |= {"type": parse_bool, "nargs": "?", "const": True, "metavar": "BOOL"}
+        elif hint in (tuple[str, ...],):
+            kwargs |= {"type": parse_names, "metavar": "A,B"}
+        elif hint in (tuple[int, ...],):
+            kwargs |= {"type": parse_ints, "metavar": "N,N"}
+        else:
+            base = _without_none(hint)
+            kwargs["type"] = _number(base) if base in (int, float) else base
+            kwargs["metavar"] = base.__name__.upper()
+        parser.add_argument(option, **kwargs)
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **overrides):
+    """An instance of `cls` from the options the user gave; dataclass defaults for the rest."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    return cls(**(given | overrides))
+
+
+def given(args: argparse.Namespace, name: str) -> bool:
+    return getattr(args, name, None) is not None
+
+
+def _without_none(hint):
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)

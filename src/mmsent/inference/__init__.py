@@ -1,0 +1,1 @@
+"""Using a trained model dir: evaluation on a labelled split."""

@@ -1,0 +1,1 @@
+"""The fusion model: text, video and audio encoders, masked fusion, emotion and sentiment heads."""

@@ -1,0 +1,84 @@
+"""The multimodal model: encoders -> masked concatenation -> fusion layer -> emotion and sentiment heads.
+
+An absent modality (a missing or broken clip) must not inject garbage: its embedding is multiplied
+by its presence mask (0 or 1) after the projection, so neither its input nor the projection's bias
+reaches the fusion layer, and the masks themselves are fed in so the model knows what it lacks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmsent.config import ModelConfig
+from mmsent.labels import EMOTIONS, SENTIMENTS
+from mmsent.model.encoders import AudioEncoder, TextEncoder, VideoEncoder
+
+# The model's input names for each modality, and the name of its presence mask (text is always present).
+INPUTS: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "text": (("input_ids", "attention_mask"), None),
+    "video": (("frames",), "video_present"),
+    "audio": (("log_mel",), "audio_present"),
+}
+
+
+class MultimodalSentimentModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, pretrained: bool = True) -> None:
+        """`pretrained=False` builds the architecture only, for loading a saved state dict."""
+        super().__init__()
+        self.cfg = cfg
+        encoders: dict[str, nn.Module] = {}
+        if "text" in cfg.modalities:
+            encoders["text"] = TextEncoder(cfg.text_model, cfg.embed_dim, cfg.dropout, pretrained=pretrained)
+        if "video" in cfg.modalities:
+            encoders["video"] = VideoEncoder(cfg.video_weights if pretrained else "none", cfg.embed_dim, cfg.dropout)
+        if "audio" in cfg.modalities:
+            encoders["audio"] = AudioEncoder(cfg.audio_channels, cfg.embed_dim, cfg.dropout)
+        self.encoders = nn.ModuleDict(encoders)
+        self.masked = [name for name in self.encoders if INPUTS[name][1] is not None]
+        fused_in = cfg.embed_dim * len(self.encoders) + len(self.masked)
+        self.fusion = nn.Sequential(
+            nn.Linear(fused_in, cfg.fusion_dim), nn.LayerNorm(cfg.fusion_dim), nn.ReLU(), nn.Dropout(cfg.dropout)
+        )
+        self.heads = nn.ModuleDict({
+            "emotion": _head(cfg.fusion_dim, len(EMOTIONS), cfg.dropout),
+            "sentiment": _head(cfg.fusion_dim, len(SENTIMENTS), cfg.dropout),
+        })  # fmt: skip
+        for name in cfg.freeze:
+            if name in self.encoders:
+                self.encoders[name].backbone.requires_grad_(False)
+
+    def frozen_backbones(self) -> list[nn.Module]:
+        return [self.encoders[n].backbone for n in self.cfg.freeze if n in self.encoders]
+
+    def train(self, mode: bool = True) -> "MultimodalSentimentModel":
+        super().train(mode)
+        for backbone in self.frozen_backbones():
+            backbone.eval()  # frozen means frozen: batch-norm statistics and dropout too
+        return self
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Logits of both heads, from a collated batch (only the model's modalities are read)."""
+        parts = []
+        masks = []
+        for name, encoder in self.encoders.items():
+            input_names, mask_name = INPUTS[name]
+            embedding = encoder(*(batch[key] for key in input_names))
+            if mask_name is not None:
+                mask = batch[mask_name].to(embedding.dtype).unsqueeze(1)
+                embedding = embedding * mask
+                masks.append(mask)
+            parts.append(embedding)
+        fused = self.fusion(torch.cat(parts + masks, dim=1))
+        return {task: head(fused) for task, head in self.heads.items()}
+
+    def input_names(self) -> list[str]:
+        names = []
+        for name in self.encoders:
+            inputs, mask = INPUTS[name]
+            names += [*inputs, *([mask] if mask else [])]
+        return names
+
+
+def _head(in_features: int, classes: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, 64), nn.ReLU(), nn.Dropout(dropout), nn.Linear(64, classes))

@@ -1,0 +1,92 @@
+"""The model dir: everything needed to use a trained model alone, and nothing that needs training code.
+
+    model.pth       the state dict (read back with torch.load(weights_only=True))
+    config.json     ModelConfig + DataConfig: rebuilds the model and its preprocessing
+    labels.json     the label maps, index order = the heads' output order
+    text/           the text encoder's architecture config and tokenizer (weights are in model.pth)
+Training adds metrics.json and the figures beside these.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from mmsent import __version__
+from mmsent.config import DataConfig, ModelConfig, data_config_from_dict, model_config_from_dict
+from mmsent.labels import label_maps
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.pth"
+CONFIG = "config.json"
+LABELS = "labels.json"
+TEXT = "text"
+
+
+class ModelDirError(ValueError):
+    """A folder that is not a usable model dir; the message says what is missing or wrong."""
+
+
+def save_model_dir(folder: Path, model: torch.nn.Module, data_cfg: DataConfig, model_cfg: ModelConfig,
+                   tokenizer=None) -> None:
+    """Write weights, configs and labels; each file atomically, so a crash never leaves half a file."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if "text" in model.encoders and not (folder / TEXT / "config.json").is_file():
+        model.encoders["text"].backbone.config.save_pretrained(folder / TEXT)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder / TEXT)
+    config = {"format_version": FORMAT_VERSION, "mmsent_version": __version__,
+              "model": asdict(model_cfg), "data": asdict(data_cfg)}  # fmt: skip
+    write_json_atomic(folder / CONFIG, config)
+    write_json_atomic(folder / LABELS, label_maps())
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _atomic(folder / WEIGHTS, lambda path: torch.save(state, path))
+
+
+def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
+    """(model in eval mode, DataConfig, tokenizer or None), rebuilt from the folder alone, offline."""
+    folder = Path(folder)
+    for name in (WEIGHTS, CONFIG):
+        if not (folder / name).is_file():
+            raise ModelDirError(f"{folder}: no {name}; a model dir holds {WEIGHTS}, {CONFIG} and {LABELS}")
+    config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelDirError(f"{folder / CONFIG}: format_version {config.get('format_version')!r}, expected {FORMAT_VERSION}")
+    model_cfg = model_config_from_dict(config["model"])
+    data_cfg = data_config_from_dict(config["data"])
+    labels = json.loads((folder / LABELS).read_text(encoding="utf-8")) if (folder / LABELS).is_file() else None
+    if labels is not None and labels != label_maps():
+        raise ModelDirError(f"{folder / LABELS}: label maps differ from this version's {label_maps()}")
+
+    from mmsent.model.fusion import MultimodalSentimentModel
+    from mmsent.pretrained import load_tokenizer
+
+    tokenizer = None
+    if "text" in model_cfg.modalities:
+        model_cfg = replace(model_cfg, text_model=str(folder / TEXT))
+        tokenizer = load_tokenizer(str(folder / TEXT))
+    model = MultimodalSentimentModel(model_cfg, pretrained=False)
+    state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval(), data_cfg, tokenizer
+
+
+def write_json_atomic(path: Path, value) -> None:
+    _atomic(Path(path), lambda p: Path(p).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8"))
+
+
+def _atomic(path: Path, write) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""Training: the loop, metrics, TensorBoard and SageMaker metric logging, the model dir."""

@@ -1,0 +1,32 @@
+"""Mixed precision as a switch, not a branch: an autocast context and a scaler that may be no-ops."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Precision:
+    device_type: str
+    dtype: torch.dtype | None  # None: full fp32
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype) if self.dtype is not None else nullcontext()
+
+    def scaler(self) -> torch.amp.GradScaler:
+        # Only fp16 needs loss scaling; bf16 has fp32's range.
+        return torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.dtype]
+
+
+def choose_precision(amp: bool, device: torch.device) -> Precision:
+    """bf16 where the GPU supports it, else fp16; on CPU, fp32 whatever `amp` says."""
+    if not amp or device.type != "cuda":
+        return Precision(device.type, None)
+    return Precision("cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from mmsent.config import MediaConfig, ModelConfig
+from mmsent.labels import EMOTIONS, SENTIMENTS
+from mmsent.model.fusion import MultimodalSentimentModel
+from mmsent.model.summary import format_parameter_counts, parameter_counts
+
+MEDIA = MediaConfig(num_frames=2, frame_size=32, n_mels=32, audio_seconds=1.0)
+
+
+def _batch(size: int = 3, tokens: int = 7) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "input_ids": torch.randint(1000, 2000, (size, tokens), generator=generator),
+        "attention_mask": torch.ones(size, tokens, dtype=torch.long),
+        "frames": torch.randn(size, 3, MEDIA.num_frames, MEDIA.frame_size, MEDIA.frame_size, generator=generator),
+        "video_present": torch.ones(size, dtype=torch.bool),
+        "log_mel": torch.randn(size, MEDIA.n_mels, MEDIA.mel_frames, generator=generator),
+        "audio_present": torch.ones(size, dtype=torch.bool),
+    }
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return MultimodalSentimentModel(ModelConfig(), pretrained=False).eval()
+
+
+def test_logits_for_both_heads(model):
+    logits = model(_batch())
+    assert logits["emotion"].shape == (3, len(EMOTIONS)) and logits["sentiment"].shape == (3, len(SENTIMENTS))
+
+
+@pytest.mark.parametrize("modalities", [("text",), ("audio",), ("video",), ("text", "audio"), ("audio", "video")])
+def test_any_subset_of_modalities(modalities):
+    subset = MultimodalSentimentModel(ModelConfig(modalities=modalities), pretrained=False).eval()
+    assert set(subset.encoders) == set(modalities)
+    batch = {k: v for k, v in _batch().items() if k in subset.input_names()}
+    assert subset(batch)["emotion"].shape == (3, 7)
+
+
+def test_an_absent_modality_injects_nothing(model):
+    batch = _batch()
+    batch["video_present"][1] = False
+    batch["audio_present"][1] = False
+    before = model(batch)
+    batch["frames"][1] = torch.randn_like(batch["frames"][1]) * 100  # garbage where the clip was missing
+    batch["log_mel"][1] = torch.randn_like(batch["log_mel"][1]) * 100
+    after = model(batch)
+    assert torch.allclose(before["emotion"][1], after["emotion"][1], atol=1e-5)
+    assert not torch.allclose(before["emotion"][0], model(_batch() | {"frames": batch["frames"] * 0})["emotion"][0])
+
+
+def test_the_video_backbone_is_frozen_by_default_and_stays_in_eval_mode(model):
+    assert not any(p.requires_grad for p in model.encoders["video"].backbone.parameters())
+    assert all(p.requires_grad for p in model.encoders["video"].projection.parameters())
+    assert all(p.requires_grad for p in model.encoders["text"].backbone.parameters())
+    model.train()
+    assert not model.encoders["video"].backbone.training and model.encoders["audio"].backbone.training
+    model.eval()
+
+
+def test_random_layers_cannot_be_frozen():
+    with pytest.raises(ValueError, match="cannot freeze audio"):
+        ModelConfig(freeze=("audio",))
+    with pytest.raises(ValueError, match="modalities must be a non-empty subset"):
+        ModelConfig(modalities=("smell",))
+
+
+def test_parameter_counts_per_component_add_up(model):
+    rows = {r.name: r for r in parameter_counts(model)}
+    components = ["text encoder", "video encoder", "audio encoder", "fusion", "emotion head", "sentiment head"]
+    assert sum(rows[c].total for c in components) == rows["total"].total == sum(p.numel() for p in model.parameters())
+    assert rows["  video backbone"].trainable == 0 and rows["  video backbone"].total > 33_000_000
+    assert rows["  text backbone"].total == 22_713_216  # all-MiniLM-L6-v2
+    assert rows["total"].trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    table = format_parameter_counts(parameter_counts(model))
+    assert "video backbone" in table and "22,713,216" in table

@@ -1,0 +1,32 @@
+import re
+
+import numpy as np
+import pytest
+
+from mmsent.training.metrics import format_head_metrics, head_metrics
+from mmsent.training.tracking import METRIC_DEFINITIONS, epoch_metrics, metric_line
+
+
+def test_head_metrics_match_hand_computed_values():
+    targets = np.array([0, 0, 1, 1, 2, 2, 2, 3])
+    predicted = np.array([0, 1, 1, 1, 2, 2, 0, 3])
+    metrics = head_metrics("sentiment", targets[targets < 3], predicted[targets < 3])
+    assert metrics["accuracy"] == pytest.approx(5 / 7)
+    # class 0: P 1/2 R 1/2; class 1: P 2/3 R 1; class 2: P 1 R 2/3
+    f1 = {0: 0.5, 1: 0.8, 2: 0.8}
+    assert metrics["macro_f1"] == pytest.approx(sum(f1.values()) / 3)
+    assert metrics["weighted_f1"] == pytest.approx((2 * 0.5 + 2 * 0.8 + 3 * 0.8) / 7)
+    assert metrics["per_class"]["neutral"] == {"precision": pytest.approx(2 / 3), "recall": 1.0, "f1": pytest.approx(0.8), "support": 2}
+    assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 2]]
+    assert "neutral" in format_head_metrics("sentiment", metrics)
+
+
+def test_every_epoch_metric_line_is_matched_by_the_exported_definitions():
+    validation = {"loss": 1.25, **{t: {"accuracy": 0.5, "weighted_f1": 0.25, "macro_f1": 1e-5} for t in ("emotion", "sentiment")}}
+    values = epoch_metrics(3, {"loss": 2.0}, validation)
+    line = "some log prefix " + metric_line(values)
+    assert len(METRIC_DEFINITIONS) == len(values)
+    for definition in METRIC_DEFINITIONS:
+        match = re.search(definition["Regex"], line)
+        assert match, definition
+        assert float(match.group(1)) == pytest.approx(values[definition["Name"]], rel=1e-5)

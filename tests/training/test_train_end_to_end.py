@@ -1,0 +1,146 @@
+"""`mmsent train` and `mmsent evaluate` run for real on the sample: files, TensorBoard, reproduction."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mmsent.data.layout import find_splits
+from mmsent.data.sample import SampleConfig, write_sample
+from mmsent.labels import TASKS
+from mmsent.model_dir import ModelDirError, load_model_dir
+from mmsent.training.loop import make_loader
+from mmsent.training.precision import choose_precision
+from mmsent.training.tracking import METRIC_DEFINITIONS
+from mmsent.training.validate import predict, summarize
+from mmsent.config import TrainConfig
+from mmsent.data.dataset import MeldDataset
+
+from tests.test_cli import mmsent
+
+TINY = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--batch-size", "8", "--num-workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, sample_dir):
+    root = tmp_path_factory.mktemp("run")
+    result = mmsent("train", "--data-dir", str(sample_dir), "--epochs", "2", *TINY,
+                    "--model-dir", str(root / "model"), "--tensorboard-dir", str(root / "tb"),
+                    "--output-data-dir", str(root / "out"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, result
+
+
+def test_model_dir_holds_everything_to_use_the_model_alone(run):
+    root, result = run
+    names = {p.name for p in (root / "model").iterdir()}
+    assert {"model.pth", "config.json", "labels.json", "metrics.json", "confusion_emotion.png",
+            "confusion_sentiment.png", "training_curves.png", "text"} <= names  # fmt: skip
+    assert json.loads((root / "model" / "labels.json").read_text())["emotion"][0] == "anger"
+    metrics = json.loads((root / "model" / "metrics.json").read_text())
+    assert metrics["best_epoch"] in (1, 2) and metrics["epochs_run"] == 2
+    assert set(metrics["test"]["emotion"]["per_class"]) == set(TASKS["emotion"])
+    assert len(json.loads((root / "out" / "history.json").read_text())) == 2
+    assert f"model:       {root / 'model'}" in result.stdout and f"tensorboard --logdir {root / 'tb'}" in result.stdout
+
+
+def test_epoch_metric_lines_match_the_sagemaker_definitions(run):
+    _, result = run
+    lines = [line for line in result.stdout.splitlines() if line.startswith("epoch=")]
+    assert len(lines) == 2
+    for definition in METRIC_DEFINITIONS:
+        assert re.search(definition["Regex"], lines[-1]), definition["Name"]
+
+
+def test_progress_is_plain_lines_when_stdout_is_not_a_terminal(run):
+    _, result = run
+    assert re.search(r"^epoch 1/2 train 4/4 loss \d+\.\d+ \(\d+\.\d+ batch/s\)$", result.stdout, re.MULTILINE)
+    assert "\r" not in result.stdout
+
+
+def test_tensorboard_event_files_hold_scalars_images_graph_and_hparams(run):
+    root, _ = run
+    events = EventAccumulator(str(root / "tb"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()
+    for tag in ("Loss/train", "Loss/validation", "Accuracy/validation/emotion", "Accuracy/validation/sentiment",
+                "F1/validation/emotion_weighted", "F1/validation/sentiment_weighted", "F1/validation/emotion_macro",
+                "LearningRate/new_layers", "LearningRate/encoders"):  # fmt: skip
+        assert tag in tags["scalars"], tag
+        assert [e.step for e in events.Scalars(tag)] == [1, 2]
+    assert {"ConfusionMatrix/emotion", "ConfusionMatrix/sentiment"} <= set(tags["images"])
+    image = events.Images("ConfusionMatrix/emotion")[-1]
+    assert image.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n" and image.width > 100
+    assert tags["graph"]
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(events.PluginTagToContent("hparams"))
+    assert {"hparam/validation_emotion_weighted_f1", "hparam/test_emotion_weighted_f1"} <= set(tags["scalars"])
+
+
+def test_the_model_dir_alone_reproduces_the_validation_predictions(run, sample_dir):
+    root, _ = run
+    model, data_cfg, tokenizer = load_model_dir(root / "model")
+    assert data_cfg.media.num_frames == 2 and data_cfg.media.frame_size == 32
+    dataset = MeldDataset.from_split(find_splits(sample_dir)["dev"], tokenizer, data_cfg)
+    loader = make_loader(dataset, TrainConfig(batch_size=8, num_workers=0), torch.device("cpu"), shuffle=False)
+    again = summarize(predict(model, loader, torch.device("cpu"), choose_precision(False, torch.device("cpu"))))
+    saved = json.loads((root / "model" / "metrics.json").read_text())["validation"]
+    for task in TASKS:
+        assert again[task]["confusion_matrix"] == saved[task]["confusion_matrix"]
+        assert again[task]["weighted_f1"] == pytest.approx(saved[task]["weighted_f1"])
+
+
+def test_evaluate_reports_per_class_tables_figures_and_json(run, sample_dir, tmp_path):
+    root, _ = run
+    result = mmsent("evaluate", "--model-dir", str(root / "model"), "--data-dir", str(sample_dir),
+                    "--split", "test", "--out", str(tmp_path / "eval"), "--num-workers", "0")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"^emotion: accuracy \d\.\d{4}  weighted F1", result.stdout, re.MULTILINE)
+    assert re.search(r"^  surprise\s+\d\.\d{4}\s+\d\.\d{4}\s+\d\.\d{4}\s+\d+$", result.stdout, re.MULTILINE)
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    saved = json.loads((root / "model" / "metrics.json").read_text())["test"]
+    assert report["items"] == 10 and report["split"] == "test"
+    assert report["emotion"]["weighted_f1"] == pytest.approx(saved["emotion"]["weighted_f1"])
+    assert (tmp_path / "eval" / "confusion_sentiment.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_model_dir(tmp_path, sample_dir):
+    result = mmsent("evaluate", "--model-dir", str(tmp_path), "--data-dir", str(sample_dir))
+    assert result.returncode == 2 and "no model.pth" in result.stderr
+    with pytest.raises(ModelDirError):
+        load_model_dir(tmp_path)
+
+
+def test_text_only_training_on_csvs_without_clips(meld_dir, tmp_path):
+    data = tmp_path / "meld"
+    data.mkdir()
+    for split, rows in (("train", 41), ("dev", 21)):  # header plus a few rows of the real CSVs
+        lines = (meld_dir / f"{split}_sent_emo.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+        (data / f"{split}_sent_emo.csv").write_text("".join(lines[:rows]), encoding="utf-8")
+    result = mmsent("train", "--data-dir", str(data), "--modalities", "text", "--epochs", "1", "--batch-size", "8",
+                    "--num-workers", "0", "--model-dir", str(tmp_path / "m"), "--tensorboard-dir", str(tmp_path / "tb"),
+                    "--output-data-dir", str(tmp_path / "o"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model"]["modalities"] == ["text"]
+
+
+@pytest.mark.slow
+def test_the_fused_model_beats_every_single_modality_on_the_sample(tmp_path):
+    data = write_sample(tmp_path / "sample", SampleConfig(train_size=300, dev_size=60, test_size=120, seed=11), progress=False)
+    scores = {}
+    for modalities in ("text,audio,video", "text", "audio", "video"):
+        out = tmp_path / modalities.replace(",", "-")
+        result = mmsent("train", "--data-dir", str(data), "--modalities", modalities, "--epochs", "4", "--seed", "1",
+                        "--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--num-workers", "0",
+                        "--model-dir", str(out / "m"), "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "o"))  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        scores[modalities] = json.loads((out / "m" / "metrics.json").read_text())["test"]["emotion"]
+    fused = scores.pop("text,audio,video")
+    print({"fused": fused["weighted_f1"], **{k: v["weighted_f1"] for k, v in scores.items()}})
+    for single in scores.values():
+        assert fused["weighted_f1"] > single["weighted_f1"] + 0.1
+    assert fused["accuracy"] > 0.6  # chance is 1/7; always predicting neutral scores about 0.3
