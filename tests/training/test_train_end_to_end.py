@@ -115,17 +115,24 @@ def test_evaluate_refuses_a_folder_that_is_not_a_model_dir(tmp_path, sample_dir)
         load_model_dir(tmp_path)
 
 
-def test_text_only_training_on_csvs_without_clips(meld_dir, tmp_path):
+def test_text_only_training_on_csvs_without_clips_repeats_with_the_same_seed(meld_dir, tmp_path):
     data = tmp_path / "meld"
     data.mkdir()
     for split, rows in (("train", 41), ("dev", 21)):  # header plus a few rows of the real CSVs
         lines = (meld_dir / f"{split}_sent_emo.csv").read_text(encoding="utf-8").splitlines(keepends=True)
         (data / f"{split}_sent_emo.csv").write_text("".join(lines[:rows]), encoding="utf-8")
-    result = mmsent("train", "--data-dir", str(data), "--modalities", "text", "--epochs", "1", "--batch-size", "8",
-                    "--num-workers", "0", "--model-dir", str(tmp_path / "m"), "--tensorboard-dir", str(tmp_path / "tb"),
-                    "--output-data-dir", str(tmp_path / "o"))  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads((tmp_path / "m" / "config.json").read_text())["model"]["modalities"] == ["text"]
+    states = []
+    for attempt in ("a", "b"):
+        out = tmp_path / attempt
+        result = mmsent("train", "--data-dir", str(data), "--modalities", "text", "--epochs", "1", "--batch-size", "8",
+                        "--num-workers", "0", "--seed", "5", "--model-dir", str(out / "m"),
+                        "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "o"))  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert json.loads((out / "m" / "config.json").read_text())["model"]["modalities"] == ["text"]
+        states.append(torch.load(out / "m" / "model.pth", weights_only=True))
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert (tmp_path / "a" / "m" / "metrics.json").read_text() == (tmp_path / "b" / "m" / "metrics.json").read_text()
 
 
 @pytest.mark.slow
