@@ -24,3 +24,20 @@ def meld_dir() -> Path:
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     return write_sample(tmp_path_factory.mktemp("sample") / "meld", SMALL_SAMPLE, progress=False)
+
+
+# The smallest settings that still exercise every modality: for tests of what surrounds training.
+TINY_TRAINING = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--batch-size", "8", "--num-workers", "0"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, sample_dir) -> Path:
+    """A model dir from a real, one-epoch `mmsent train` on the small sample."""
+    from tests.test_cli import mmsent
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    result = mmsent("train", "--data-dir", str(sample_dir), "--epochs", "1", "--max-train-samples", "16", *TINY_TRAINING,
+                    "--model-dir", str(root / "model"), "--tensorboard-dir", str(root / "tensorboard"),
+                    "--output-data-dir", str(root / "output"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "model"

@@ -21,9 +21,10 @@ from mmsent.training.validate import predict, summarize
 from mmsent.config import TrainConfig
 from mmsent.data.dataset import MeldDataset
 
+from tests.conftest import TINY_TRAINING
 from tests.test_cli import mmsent
 
-TINY = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--batch-size", "8", "--num-workers", "0"]
+TINY = TINY_TRAINING
 
 
 @pytest.fixture(scope="module")

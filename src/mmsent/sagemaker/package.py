@@ -57,8 +57,8 @@ def build_sourcedir(destination: Path) -> Path:
         for path in sorted(package_root.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 _add_bytes(archive, f"mmsent/{path.relative_to(package_root).as_posix()}", path.read_bytes())
-    # mtime=0 in the gzip header too: the same sources give the same bytes.
-    with destination.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped:
+    # No name and mtime=0 in the gzip header too: the same sources give the same bytes.
+    with destination.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped:
         zipped.write(buffer.getvalue())
     return destination
 

@@ -1,0 +1,165 @@
+"""`mmsent launch` and `mmsent jobs` against moto's S3 and SageMaker server, over real HTTP on 127.0.0.1.
+
+moto accepts any request and replaces MetricDefinitions with its own, so the request is checked
+against our own --dry-run output, and validation has tests of its own (test_request.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from mmsent.sagemaker.package import ENTRY_POINT
+from mmsent.training.tracking import METRIC_DEFINITIONS
+
+from tests.test_cli import mmsent
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+BUCKET = "mmsent-test-bucket"
+
+
+@pytest.fixture(scope="module")
+def aws():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    clients = {name: session.client(name, endpoint_url=env["AWS_ENDPOINT_URL"]) for name in ("s3", "sagemaker")}
+    clients["s3"].create_bucket(Bucket=BUCKET)
+    yield env, clients
+    server.stop()
+
+
+def _keys(s3) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+
+
+def _launch(env, *args: str):
+    return mmsent("launch", "--role", ROLE, "--bucket", BUCKET, *args, env=env)
+
+
+def test_dry_run_prints_the_request_and_uploads_nothing(aws, sample_dir):
+    env, clients = aws
+    before = _keys(clients["s3"])
+    result = _launch(env, "--data-dir", str(sample_dir), "--job-name", "dry-1", "--dry-run", "--", "--epochs", "2")
+    assert result.returncode == 0, result.stderr
+    request = json.loads(result.stdout)
+    assert request["TrainingJobName"] == "dry-1" and request["RoleArn"] == ROLE
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
+    assert _keys(clients["s3"]) == before
+
+
+def test_launch_uploads_sources_and_channels_and_creates_the_job(aws, sample_dir, tmp_path):
+    env, clients = aws
+    planned = json.loads(_launch(env, "--data-dir", str(sample_dir), "--job-name", "job-1", "--spot", "--dry-run",
+                                 "--tag", "team=nlp", "--", "--epochs", "2", "--amp").stdout)  # fmt: skip
+    result = _launch(env, "--data-dir", str(sample_dir), "--job-name", "job-1", "--spot", "--tag", "team=nlp",
+                     "--", "--epochs", "2", "--amp")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "channel train: 30 files uploaded, 0 unchanged" in result.stdout  # the CSV and 29 clips (one is missing)
+    assert "created training job job-1 (1 x ml.g5.xlarge, spot)" in result.stdout
+
+    job = clients["sagemaker"].describe_training_job(TrainingJobName="job-1")
+    for field in ("RoleArn", "HyperParameters", "InputDataConfig", "OutputDataConfig", "ResourceConfig",
+                  "StoppingCondition", "CheckpointConfig", "TensorBoardOutputConfig", "EnableManagedSpotTraining"):  # fmt: skip
+        assert job[field] == planned[field], field
+    assert json.loads(job["HyperParameters"]["amp"]) == "true"
+    assert job["StoppingCondition"]["MaxWaitTimeInSeconds"] == 2 * 86400
+
+    keys = _keys(clients["s3"])
+    data = f"mmsent/data/{sample_dir.name}"
+    for key in (f"{data}/train/train_sent_emo.csv", f"{data}/train/train_splits/dia0_utt0.mp4",
+                f"{data}/validation/dev_sent_emo.csv", f"{data}/validation/dev_splits_complete/dia0_utt0.mp4",
+                f"{data}/test/output_repeated_splits_test/dia0_utt0.mp4", "mmsent/job-1/source/sourcedir.tar.gz"):  # fmt: skip
+        assert key in keys, key
+
+    # The uploaded sources, unpacked as the toolkit unpacks them, run mmsent train.
+    body = clients["s3"].get_object(Bucket=BUCKET, Key="mmsent/job-1/source/sourcedir.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        tar.extractall(tmp_path / "code", filter="data")
+    ran = subprocess.run([sys.executable, "-I", ENTRY_POINT, "--help"], cwd=tmp_path / "code", capture_output=True, text=True)
+    assert ran.returncode == 0 and "usage: mmsent train" in ran.stdout
+
+    again = _launch(env, "--data-dir", str(sample_dir), "--job-name", "job-2", "--wait", "--poll-seconds", "0.1")
+    assert again.returncode == 0, again.stderr
+    assert "channel train: 0 files uploaded, 30 unchanged" in again.stdout
+    assert "job-2: Completed" in again.stdout
+
+
+def test_launch_with_s3_uris_as_they_are(aws):
+    env, clients = aws
+    result = _launch(env, "--train-uri", f"s3://{BUCKET}/elsewhere/train/", "--validation-uri", f"s3://{BUCKET}/elsewhere/dev/",
+                     "--job-name", "uri-job", "--instance-type", "ml.g5.12xlarge", "--distribution", "torchrun")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    job = clients["sagemaker"].describe_training_job(TrainingJobName="uri-job")
+    assert [c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]] == [
+        f"s3://{BUCKET}/elsewhere/train/", f"s3://{BUCKET}/elsewhere/dev/"]  # fmt: skip
+    assert job["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+
+
+def test_missing_bucket_is_a_clear_error(aws, sample_dir):
+    env, _ = aws
+    result = mmsent("launch", "--role", ROLE, "--bucket", "no-such-bucket-here", "--data-dir", str(sample_dir), env=env)
+    assert result.returncode == 2 and "AWS:" in result.stderr and "NoSuchBucket" in result.stderr
+
+
+def test_launch_needs_role_bucket_and_data(aws):
+    env, _ = aws
+    assert "--role and --bucket required" in mmsent("launch", env=env).stderr
+    assert "no training data" in mmsent("launch", "--role", ROLE, "--bucket", BUCKET, env=env).stderr
+    bad = mmsent("launch", "--role", ROLE, "--bucket", BUCKET, "--train-uri", f"s3://{BUCKET}/t/", "--", "--data-dir", "/x", env=env)
+    assert bad.returncode == 2 and "--data-dir is set by the job's container contract" in bad.stderr
+
+
+def test_jobs_list_describe_and_pull_a_model_and_its_tensorboard_logs(aws, tiny_model_dir, sample_dir, tmp_path):
+    env, clients = aws
+    assert _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--job-name", "pull-job").returncode == 0
+    job = clients["sagemaker"].describe_training_job(TrainingJobName="pull-job")
+    # What the service leaves behind: model.tar.gz of the model dir, and the synced TensorBoard folder.
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for path in sorted(tiny_model_dir.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(tiny_model_dir)), recursive=False)
+    artifact_bucket, _, artifact_key = job["ModelArtifacts"]["S3ModelArtifacts"][len("s3://"):].partition("/")
+    clients["s3"].put_object(Bucket=artifact_bucket, Key=artifact_key, Body=archive.getvalue())
+    events = next((tiny_model_dir.parent / "tensorboard").glob("events.out.tfevents.*"))
+    tb_bucket, _, tb_prefix = job["TensorBoardOutputConfig"]["S3OutputPath"][len("s3://"):].partition("/")
+    clients["s3"].upload_file(str(events), tb_bucket, f"{tb_prefix}/{events.name}")
+
+    listing = mmsent("jobs", "list", "--name-contains", "pull", env=env)
+    assert listing.returncode == 0 and "pull-job" in listing.stdout and "Completed" in listing.stdout
+    described = mmsent("jobs", "describe", "pull-job", env=env)
+    assert json.loads(described.stdout)["TrainingJobName"] == "pull-job"
+
+    pulled = mmsent("jobs", "pull", "pull-job", "--out", str(tmp_path / "pulled"), env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (tmp_path / "pulled" / "model" / "model.pth").is_file()
+    assert (tmp_path / "pulled" / "tensorboard" / events.name).read_bytes() == events.read_bytes()
+    evaluated = mmsent("evaluate", "--model-dir", str(tmp_path / "pulled" / "model"), "--data-dir", str(sample_dir),
+                       "--num-workers", "0", "--out", str(tmp_path / "eval"))  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert json.loads((tmp_path / "eval" / "report.json").read_text())["items"] == 10
+
+
+def test_jobs_errors_from_the_service_are_clear(aws):
+    env, _ = aws
+    result = mmsent("jobs", "describe", "never-launched", env=env)
+    assert result.returncode == 2 and "SageMaker:" in result.stderr and "never-launched" in result.stderr

@@ -1,0 +1,93 @@
+import json
+from dataclasses import replace
+
+import pytest
+
+from mmsent.sagemaker.images import gpus_per_instance, training_image_uri
+from mmsent.sagemaker.request import JobSettings, LaunchValidationError, build_request, validate_request
+from mmsent.training.tracking import METRIC_DEFINITIONS
+
+GOOD = JobSettings(
+    job_name="mmsent-test-1",
+    role_arn="arn:aws:iam::123456789012:role/service-role/SageMakerRole",
+    image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311",
+    region="us-east-1",
+    channels={"train": "s3://my-bucket/mmsent/data/train/", "validation": "s3://my-bucket/mmsent/data/validation/"},
+    output_uri="s3://my-bucket/mmsent/output",
+    sourcedir_uri="s3://my-bucket/mmsent/mmsent-test-1/source/sourcedir.tar.gz",
+    checkpoint_uri="s3://my-bucket/mmsent/mmsent-test-1/checkpoints",
+    tensorboard_uri="s3://my-bucket/mmsent/mmsent-test-1/tensorboard",
+    training_args={"epochs": "3", "batch-size": "16"},
+)
+
+
+def test_a_good_request_has_the_contract_metrics_checkpoints_and_tensorboard():
+    request = build_request(GOOD)
+    validate_request(request)
+    hp = request["HyperParameters"]
+    assert json.loads(hp["sagemaker_program"]) == "mmsent_train.py"
+    assert json.loads(hp["sagemaker_submit_directory"]) == GOOD.sourcedir_uri
+    assert json.loads(hp["epochs"]) == "3" and "sagemaker_torch_distributed_enabled" not in hp
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
+    assert request["AlgorithmSpecification"]["EnableSageMakerMetricsTimeSeries"] is True
+    assert request["CheckpointConfig"] == {"S3Uri": GOOD.checkpoint_uri, "LocalPath": "/opt/ml/checkpoints"}
+    assert request["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400} and request["EnableManagedSpotTraining"] is False
+
+
+def test_spot_sets_a_max_wait_and_torchrun_a_distribution():
+    request = build_request(replace(GOOD, spot=True, distribution="torchrun", instance_count=2))
+    validate_request(request)
+    assert request["StoppingCondition"]["MaxWaitTimeInSeconds"] == 2 * 86400
+    assert request["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+
+
+BAD = [
+    ({"job_name": "has space"}, "job name 'has space'"),
+    ({"job_name": "-leading-hyphen"}, "job name"),
+    ({"job_name": "x" * 64}, "job name"),
+    ({"role_arn": "SageMakerRole"}, "is not an IAM role ARN"),
+    ({"role_arn": "arn:aws:iam::12345:role/R"}, "is not an IAM role ARN"),
+    ({"channels": {"train": "https://bucket/x"}}, "channel 'train': not an s3://"),
+    ({"channels": {"train": "s3://Bad_Bucket/x"}}, "channel 'train'"),
+    ({"channels": {"validation": "s3://my-bucket/v/"}}, "a 'train' input channel is required"),
+    ({"output_uri": "/local/path"}, "output path"),
+    ({"checkpoint_uri": "s3://ab/x"}, "checkpoint URI"),
+    ({"tensorboard_uri": "s3:/missing-slash"}, "TensorBoard output path"),
+    ({"sourcedir_uri": "file:///tmp/s.tar.gz"}, "sourcedir"),
+    ({"input_mode": "Pipe"}, "input mode 'Pipe'"),
+    ({"training_args": {f"k{i}": "v" for i in range(100)}}, "hyperparameters: at most 100"),
+    ({"training_args": {"k" * 257: "v"}}, "hyperparameter name"),
+    ({"training_args": {"note": "x" * 2600}}, "hyperparameter 'note': value of 2602 characters"),
+    ({"instance_type": "g5.xlarge"}, "instance type 'g5.xlarge'"),
+    ({"instance_count": 0}, "instance count 0"),
+    ({"volume_size_gb": 0}, "volume size 0 GB"),
+    ({"max_run_seconds": 0}, "max run 0 s"),
+    ({"max_run_seconds": 29 * 24 * 3600}, "max run"),
+    ({"spot": True, "max_wait_seconds": 60}, "spot: max wait (60 s) must be at least the max run"),
+    ({"spot": True, "max_wait_seconds": 30 * 24 * 3600}, "spot: max wait 2592000 s"),
+    ({"max_wait_seconds": 90000}, "max wait applies to spot training only"),
+    ({"distribution": "torchrun"}, "torchrun distribution needs several GPUs or several instances"),
+    ({"tags": {"aws:reserved": "x"}}, "tag 'aws:reserved'"),
+    ({"tags": {f"t{i}": "v" for i in range(51)}}, "51 tags: at most 50"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("change", "message"), BAD, ids=[m for _, m in BAD])
+def test_every_rule_names_the_bad_value(change, message):
+    with pytest.raises(LaunchValidationError) as caught:
+        validate_request(build_request(replace(GOOD, **change)))
+    assert any(message in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_all_problems_are_reported_at_once():
+    with pytest.raises(LaunchValidationError) as caught:
+        validate_request(build_request(replace(GOOD, job_name="a b", role_arn="r", instance_count=0)))
+    assert len(caught.value.problems) == 3
+
+
+def test_image_for_region_and_instance():
+    assert training_image_uri("us-west-2", "ml.g5.xlarge") == "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:2.5.1-gpu-py311"
+    assert training_image_uri("af-south-1", "ml.m5.xlarge").startswith("626614931356.dkr.ecr.af-south-1.amazonaws.com/pytorch-training:2.5.1-cpu")
+    assert ".amazonaws.com.cn/" in training_image_uri("cn-north-1", "ml.p3.2xlarge")
+    assert (gpus_per_instance("ml.g5.12xlarge"), gpus_per_instance("ml.g5.xlarge"), gpus_per_instance("ml.c5.xlarge")) == (4, 1, 0)
