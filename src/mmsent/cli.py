@@ -249,6 +249,10 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
 
     model_cfg = _model_config(args)
     train_cfg = config_from_args(TrainConfig, args)
+    if env.world_size > 1:
+        # Until training is DDP-aware, N processes would each train alone and race on the model dir.
+        return _error(f"WORLD_SIZE={env.world_size}: distributed (torchrun) training is not supported yet; "
+                      "run one process (launch with --distribution none)")  # fmt: skip
     try:
         splits, on_sample = _resolve_splits(args, env)
     except (DatasetLayoutError, MeldFormatError) as error:
@@ -348,7 +352,12 @@ def _run_launch(args: argparse.Namespace, env: Environment) -> int:
 
 
 def _launch_local(args: argparse.Namespace, env: Environment, hyperparameters: dict[str, str]) -> int:
+    import importlib.util
+
     from mmsent.data.layout import CHANNELS, find_splits
+
+    if importlib.util.find_spec("sagemaker_training") is None:
+        return _error("--local runs the SageMaker training toolkit, which is not installed: pip install 'mmsent[local]'")
     from mmsent.sagemaker.local import job_outcome, prepare_tree, run_toolkit
     from mmsent.sagemaker.package import build_sourcedir
 

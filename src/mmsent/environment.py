@@ -22,6 +22,7 @@ class Environment:
     output_data_dir: Path | None = None  # SM_OUTPUT_DATA_DIR: extra outputs, uploaded as output.tar.gz
     output_dir: Path | None = None  # SM_OUTPUT_DIR: /opt/ml/output; TensorBoard's LocalPath is tensorboard/ in it
     cache_dir: Path = Path.home() / ".cache" / "mmsent"  # MMSENT_CACHE_DIR, else XDG_CACHE_HOME/mmsent
+    world_size: int = 1  # WORLD_SIZE, set by torchrun: how many training processes share the job
 
     @property
     def in_sagemaker(self) -> bool:
@@ -54,4 +55,5 @@ class Environment:
             output_data_dir=Path(env["SM_OUTPUT_DATA_DIR"]) if env.get("SM_OUTPUT_DATA_DIR") else None,
             output_dir=Path(env["SM_OUTPUT_DIR"]) if env.get("SM_OUTPUT_DIR") else None,
             cache_dir=cache_dir,
+            world_size=int(env.get("WORLD_SIZE") or 1),
         )

@@ -1,0 +1,41 @@
+"""`mmsent launch --local`: the job's container contract, run through PyPI's real sagemaker-training toolkit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import TINY_TRAINING
+from tests.test_cli import mmsent
+
+
+@pytest.mark.slow
+def test_local_job_trains_through_the_toolkit_and_writes_what_the_service_would(sample_dir, tmp_path):
+    base = tmp_path / "job"
+    result = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", str(base), "--job-name", "local-1",
+                    "--", "--epochs", "1", "--max-train-samples", "16", *TINY_TRAINING)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "local job local-1: Completed" in result.stdout
+    # The toolkit rendered the hyperparameters as arguments and ran our packaged entry point.
+    assert "Invoking script with the following command" in result.stdout + result.stderr
+    assert "-- mmsent_train.py --audio-seconds 2 --batch-size 8 --epochs 1" in (result.stdout + result.stderr).replace("\n", " ")
+    hyperparameters = json.loads((base / "input" / "config" / "hyperparameters.json").read_text())
+    assert json.loads(hyperparameters["sagemaker_program"]) == "mmsent_train.py"
+    assert sorted(p.name for p in (base / "input" / "data").iterdir()) == ["test", "train", "validation"]
+    assert (base / "output" / "success").is_file() and not (base / "output" / "failure").exists()
+    assert {"model.pth", "config.json", "labels.json", "metrics.json"} <= {p.name for p in (base / "model").iterdir()}
+    assert any((base / "output" / "tensorboard").glob("events.out.tfevents.*"))  # SM_OUTPUT_DIR/tensorboard
+    assert (base / "output" / "data" / "history.json").is_file()  # SM_OUTPUT_DATA_DIR
+
+
+@pytest.mark.slow
+def test_a_failing_job_reports_failure_with_its_reason(sample_dir, tmp_path):
+    base = tmp_path / "job"
+    result = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", str(base),
+                    "--", "--epochs", "1", "--num-frames", "0")  # fmt: skip
+    assert result.returncode == 1
+    assert (base / "output" / "failure").is_file()
+    assert "num_frames must be a positive integer" in result.stdout + result.stderr
+    again = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", str(base))
+    assert again.returncode == 2 and "already holds a job's tree" in again.stderr
