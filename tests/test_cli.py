@@ -89,3 +89,8 @@ def test_check_without_a_data_dir_builds_and_checks_the_built_in_sample(tmp_path
     assert [s["rows"] for s in json.loads(result.stdout)["splits"]] == [420, 90, 90]
     (cached,) = Path(tmp_path).iterdir()
     assert (cached / "sample.json").is_file()
+
+
+def test_train_refuses_to_run_as_one_of_several_torchrun_processes(tmp_path):
+    result = mmsent("train", "--data-dir", str(tmp_path), env={"WORLD_SIZE": "2"})
+    assert result.returncode == 2 and "WORLD_SIZE=2: distributed (torchrun) training is not supported yet" in result.stderr

@@ -107,12 +107,15 @@ def test_launch_uploads_sources_and_channels_and_creates_the_job(aws, sample_dir
 def test_launch_with_s3_uris_as_they_are(aws):
     env, clients = aws
     result = _launch(env, "--train-uri", f"s3://{BUCKET}/elsewhere/train/", "--validation-uri", f"s3://{BUCKET}/elsewhere/dev/",
-                     "--job-name", "uri-job", "--instance-type", "ml.g5.12xlarge", "--distribution", "torchrun")  # fmt: skip
+                     "--job-name", "uri-job", "--instance-type", "ml.g5.12xlarge", "--input-mode", "FastFile")  # fmt: skip
     assert result.returncode == 0, result.stderr
     job = clients["sagemaker"].describe_training_job(TrainingJobName="uri-job")
     assert [c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]] == [
         f"s3://{BUCKET}/elsewhere/train/", f"s3://{BUCKET}/elsewhere/dev/"]  # fmt: skip
-    assert job["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+    assert job["AlgorithmSpecification"]["TrainingInputMode"] == "FastFile"
+    assert job["InputDataConfig"][0]["InputMode"] == "FastFile"
+    refused = _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--distribution", "torchrun", "--instance-count", "2")
+    assert refused.returncode == 2 and "does not run distributed (DDP) yet" in refused.stderr
 
 
 def test_missing_bucket_is_a_clear_error(aws, sample_dir):
