@@ -30,3 +30,17 @@ def test_every_epoch_metric_line_is_matched_by_the_exported_definitions():
         match = re.search(definition["Regex"], line)
         assert match, definition
         assert float(match.group(1)) == pytest.approx(values[definition["Name"]], rel=1e-5)
+
+
+def test_class_weights_come_from_label_counts():
+    import torch
+
+    from mmsent.training.loop import class_weight_tensor
+
+    labels = [0] * 6 + [1] * 3 + [2] * 1  # class 3 absent
+    balanced = class_weight_tensor(labels, 4, "balanced", torch.device("cpu"))
+    # n / (classes present x count): 10 / (3 x 6), 10 / (3 x 3), 10 / (3 x 1); absent classes weigh 1.
+    assert balanced.tolist() == pytest.approx([10 / 18, 10 / 9, 10 / 3, 1.0])
+    assert class_weight_tensor(labels, 4, "sqrt", torch.device("cpu")).tolist() == pytest.approx(
+        [(10 / 18) ** 0.5, (10 / 9) ** 0.5, (10 / 3) ** 0.5, 1.0])  # fmt: skip
+    assert class_weight_tensor(labels, 4, "none", torch.device("cpu")) is None

@@ -193,7 +193,8 @@ def _positions(items) -> list[int]:
 
 
 def class_weight_tensor(labels: list[int], classes: int, mode: str, device: torch.device) -> torch.Tensor | None:
-    """Inverse-frequency weights from the labels alone (no clip is decoded); 1 for classes absent from them."""
+    """Inverse-frequency weights from the labels alone (no clip is decoded); 1 for classes absent from them.
+    `sqrt` takes their square root: rare classes still count more, without swamping the frequent ones."""
     if mode == "none":
         return None
     from sklearn.utils.class_weight import compute_class_weight
@@ -201,6 +202,8 @@ def class_weight_tensor(labels: list[int], classes: int, mode: str, device: torc
     present = np.unique(labels)
     weights = np.ones(classes, dtype=np.float32)
     weights[present] = compute_class_weight("balanced", classes=present, y=np.asarray(labels))
+    if mode == "sqrt":
+        weights = np.sqrt(weights)
     return torch.tensor(weights, device=device)
 
 
