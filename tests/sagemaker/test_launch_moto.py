@@ -12,7 +12,6 @@ import logging
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import boto3
 import pytest

@@ -173,7 +173,6 @@ class _EvenFrameSampler:
         self.targets = [(i + 0.5) * duration / self.count for i in range(self.count)] if duration else None
         self.chosen: list[np.ndarray] = []
         self.previous: tuple[float, av.VideoFrame] | None = None
-        self.previous_rgb: np.ndarray | None = None
         self.last_rgb: tuple[av.VideoFrame, np.ndarray] | None = None
         self.unknown_duration_frames: list[np.ndarray] = []
 

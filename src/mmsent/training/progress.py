@@ -7,20 +7,18 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int, desc: str, log_every: int, enabled: bool = True) -> None:
-        self.total, self.desc, self.log_every, self.enabled = total, desc, log_every, enabled
+    def __init__(self, total: int, desc: str, log_every: int) -> None:
+        self.total, self.desc, self.log_every = total, desc, log_every
         self.count = 0
         self.start = time.monotonic()
         self.bar = None
-        if enabled and sys.stdout.isatty():
+        if sys.stdout.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
 
     def update(self, **values: float) -> None:
         self.count += 1
-        if not self.enabled:
-            return
         if self.bar is not None:
             self.bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
             self.bar.update(1)

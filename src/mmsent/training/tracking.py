@@ -47,8 +47,6 @@ class TensorBoardLog:
         """The model graph, traced on one real batch. A model that cannot be traced is noted, not fatal."""
         import warnings
 
-        import torch
-
         was_training = model.training
         model.eval()
         try:
@@ -60,7 +58,6 @@ class TensorBoardLog:
             print(f"note: the model graph could not be traced for TensorBoard ({type(error).__name__}: {error})")
         finally:
             model.train(was_training)
-            torch.set_grad_enabled(True)
 
     def epoch(self, epoch: int, train: dict, validation: dict, learning_rates: dict[str, float]) -> None:
         from mmsent.training.metrics import confusion_figure

@@ -1,0 +1,1 @@
+"""The `mmsent` subcommands, one module per area; `mmsent.cli` assembles them."""

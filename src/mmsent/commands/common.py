@@ -1,0 +1,79 @@
+"""What the subcommands share: exit statuses, errors, common options, and where the data is."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mmsent.arguments import add_config_arguments, config_from_args, parse_names
+from mmsent.config import MediaConfig, ModelConfig, TextConfig, TrainConfig
+from mmsent.environment import Environment
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2  # a usage error, or data that cannot be used as it is
+
+# The built-in sample's clips are 128x96 and its video cue is a colour: small inputs carry it,
+# and keep an epoch on a 2-core CPU in seconds. Used unless --num-frames/--frame-size are given.
+SAMPLE_MEDIA = {"num_frames": 4, "frame_size": 64}
+
+
+def add_training_settings(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    add_config_arguments(parser, TextConfig)
+    add_config_arguments(parser, MediaConfig)
+    add_config_arguments(parser, TrainConfig)
+
+
+class RaisingParser(argparse.ArgumentParser):
+    """A parser whose errors are exceptions, for checking arguments meant for another process."""
+
+    def error(self, message: str):
+        raise ValueError(f"training arguments: {message}")
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="MELD.Raw-style or flat folder (default: the SM_CHANNEL_* "
+                        "folders inside a SageMaker job, else the built-in sample dataset)")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--modalities", type=parse_names, default=None, metavar="A,B",
+                        help="any subset of text,audio,video (default: all three)")
+    add_config_arguments(parser, ModelConfig, skip=("modalities",))
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def error(message: str) -> int:
+    print(f"mmsent: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+
+
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    extra = {"modalities": args.modalities} if args.modalities is not None else {}
+    return config_from_args(ModelConfig, args, **extra)
+
+
+def resolve_splits(args: argparse.Namespace, env: Environment):
+    """(splits, whether they are the built-in sample): --data-dir, else SageMaker channels, else the sample."""
+    from mmsent.data.layout import find_splits, splits_from_channels
+    from mmsent.data.sample import cached_sample
+
+    if args.data_dir is not None:
+        return find_splits(args.data_dir), False
+    if env.channels:
+        return splits_from_channels(env.channels), False
+    sample = cached_sample(env.cache_dir)
+    print(f"using the built-in sample dataset in {sample}", file=sys.stderr)
+    return find_splits(sample), True

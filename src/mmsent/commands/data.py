@@ -1,0 +1,63 @@
+"""`mmsent sample` and `mmsent data check`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mmsent.commands.common import EXIT_OK, add_data_dir, error, positive_int, resolve_splits
+from mmsent.config import MediaConfig
+from mmsent.environment import Environment
+
+
+def add_parsers(commands) -> None:
+    sample = commands.add_parser("sample", help="write the built-in MELD-format sample dataset")
+    sample.add_argument("--out", type=Path, help="folder to create, which must not exist or be empty "
+                        "(default: generate once into the cache folder and print its path)")
+    sample.add_argument("--seed", type=int, default=0, help="the same seed writes the same dataset")
+    sample.add_argument("--train-size", type=positive_int, default=420, help="clips in the train split")
+    sample.add_argument("--dev-size", type=positive_int, default=90, help="clips in the dev split")
+    sample.add_argument("--test-size", type=positive_int, default=90, help="clips in the test split")
+    sample.add_argument("--workers", type=positive_int, default=None, help="encoding processes (default: all cores)")
+    sample.set_defaults(run=_run_sample)
+
+    data = commands.add_parser("data", help="inspect datasets").add_subparsers(metavar="ACTION")
+    check = data.add_parser("check", help="validate a dataset and report what it holds")
+    add_data_dir(check)
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--no-decode", action="store_true", help="read the CSVs only; skip decoding the clips")
+    check.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
+    check.set_defaults(run=_run_data_check)
+
+
+def _run_sample(args: argparse.Namespace, env: Environment) -> int:
+    from mmsent.data.sample import SampleConfig, cached_sample, write_sample
+
+    cfg = SampleConfig(train_size=args.train_size, dev_size=args.dev_size, test_size=args.test_size, seed=args.seed)
+    if args.out is None:
+        print(f"the sample dataset is in {cached_sample(env.cache_dir, cfg)}")
+        return EXIT_OK
+    try:
+        out = write_sample(args.out, cfg, workers=args.workers)
+    except FileExistsError as problem:
+        return error(str(problem))
+    print(f"wrote the sample dataset to {out} ({sum(cfg.sizes().values())} clips)")
+    return EXIT_OK
+
+
+def _run_data_check(args: argparse.Namespace, env: Environment) -> int:
+    from mmsent.data.check import check_split, default_workers, format_report, report_as_dict
+    from mmsent.data.layout import DatasetLayoutError
+    from mmsent.data.meld import MeldFormatError
+
+    try:
+        splits, _ = resolve_splits(args, env)
+        reports = [
+            check_split(files, MediaConfig(), decode=not args.no_decode, workers=args.workers or default_workers())
+            for files in splits.values()
+        ]
+    except (DatasetLayoutError, MeldFormatError) as problem:
+        return error(str(problem))
+    print(json.dumps(report_as_dict(reports), indent=2) if args.json else format_report(reports))
+    return EXIT_OK

@@ -1,0 +1,120 @@
+"""`mmsent params`, `mmsent train` and `mmsent evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from mmsent.arguments import config_from_args, given
+from mmsent.commands.common import (
+    EXIT_OK, SAMPLE_MEDIA, add_data_dir, add_model_arguments, add_training_settings, error, model_config,
+    positive_int, resolve_splits,
+)  # fmt: skip
+from mmsent.config import DataConfig, MediaConfig, TextConfig, TrainConfig
+from mmsent.environment import Environment
+
+
+def add_parsers(commands) -> None:
+    params = commands.add_parser("params", help="parameter counts per component")
+    add_model_arguments(params)
+    params.add_argument("--json", action="store_true", help="print the counts as JSON")
+    params.set_defaults(run=_run_params)
+
+    train = commands.add_parser("train", help="train the fusion model",
+                                description="Train the fusion model. Hyperparameters are taken as SageMaker passes "
+                                "them (--epochs 10 --batch-size 16 --learning-rate 0.0001; booleans as true/false).")  # fmt: skip
+    add_data_dir(train)
+    train.add_argument("--model-dir", type=Path, help="where the best model goes (default: SM_MODEL_DIR in a job, else runs/RUN/model)")
+    train.add_argument("--output-data-dir", type=Path, help="per-epoch history (default: SM_OUTPUT_DATA_DIR, else runs/RUN/output)")
+    train.add_argument("--tensorboard-dir", type=Path, help="TensorBoard logs (default: /opt/ml/output/tensorboard in a job, else runs/RUN/tensorboard)")
+    train.add_argument("--run-name", help="names the local runs/ folder (default: the start time)")
+    add_training_settings(train)
+    train.set_defaults(run=_run_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a model dir on a split")
+    evaluate.add_argument("--model-dir", type=Path, required=True, help="a model dir written by mmsent train")
+    add_data_dir(evaluate)
+    evaluate.add_argument("--split", default="test", choices=["train", "dev", "test"], help="which split to score (default: test)")
+    evaluate.add_argument("--out", type=Path, help="where the report and figures go (default: MODEL_DIR/evaluation-SPLIT)")
+    evaluate.add_argument("--batch-size", type=positive_int, default=32)
+    evaluate.add_argument("--num-workers", type=int, default=2)
+    evaluate.set_defaults(run=_run_evaluate)
+
+
+def _run_params(args: argparse.Namespace, env: Environment) -> int:
+    from dataclasses import asdict
+
+    from mmsent.model.fusion import MultimodalSentimentModel
+    from mmsent.model.summary import format_parameter_counts, parameter_counts
+
+    model_cfg = model_config(args)
+    rows = parameter_counts(MultimodalSentimentModel(model_cfg, pretrained=False))
+    print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_parameter_counts(rows))
+    return EXIT_OK
+
+
+def _run_train(args: argparse.Namespace, env: Environment) -> int:
+    from mmsent.data.layout import DatasetLayoutError
+    from mmsent.data.meld import MeldFormatError
+    from mmsent.training.loop import TrainingError, train
+
+    model_cfg = model_config(args)
+    train_cfg = config_from_args(TrainConfig, args)
+    if env.world_size > 1:
+        # Until training is DDP-aware, N processes would each train alone and race on the model dir.
+        return error(f"WORLD_SIZE={env.world_size}: distributed (torchrun) training is not supported yet; "
+                      "run one process (launch with --distribution none)")  # fmt: skip
+    try:
+        splits, on_sample = resolve_splits(args, env)
+    except (DatasetLayoutError, MeldFormatError) as problem:
+        return error(str(problem))
+    media_defaults = {k: v for k, v in SAMPLE_MEDIA.items() if not given(args, k)} if on_sample else {}
+    if media_defaults:
+        print(f"built-in sample: {media_defaults} (set --num-frames/--frame-size to change)", file=sys.stderr)
+    data_cfg = DataConfig(
+        text=config_from_args(TextConfig, args),
+        media=config_from_args(MediaConfig, args, **media_defaults),
+        modalities=model_cfg.modalities,
+    )
+    paths = _run_paths(args, env)
+    try:
+        train(splits, data_cfg, model_cfg, train_cfg, paths)
+    except (TrainingError, MeldFormatError) as problem:
+        return error(str(problem))
+    print(f"\nmodel:       {paths.model_dir}  (model.pth, config.json, labels.json, metrics.json)")
+    print(f"plots:       {paths.model_dir}/confusion_emotion.png, confusion_sentiment.png, training_curves.png")
+    print(f"tensorboard: tensorboard --logdir {paths.tensorboard_dir}")
+    return EXIT_OK
+
+
+def _run_paths(args: argparse.Namespace, env: Environment):
+    from mmsent.training.loop import RunPaths
+
+    run = Path("runs") / (args.run_name or time.strftime("%Y%m%d-%H%M%S"))
+    return RunPaths(
+        model_dir=args.model_dir or env.model_dir or run / "model",
+        tensorboard_dir=args.tensorboard_dir or env.tensorboard_dir or run / "tensorboard",
+        output_dir=args.output_data_dir or env.output_data_dir or run / "output",
+    )
+
+
+def _run_evaluate(args: argparse.Namespace, env: Environment) -> int:
+    from mmsent.data.layout import DatasetLayoutError
+    from mmsent.data.meld import MeldFormatError
+    from mmsent.inference.evaluate import evaluate_model_dir
+    from mmsent.model_dir import ModelDirError
+
+    try:
+        splits, _ = resolve_splits(args, env)
+        if args.split not in splits:
+            return error(f"no {args.split} split in the data; found {', '.join(splits)}")
+        out = args.out or args.model_dir / f"evaluation-{args.split}"
+        text = evaluate_model_dir(args.model_dir, splits[args.split], out, args.batch_size, args.num_workers)
+    except (DatasetLayoutError, MeldFormatError, ModelDirError) as problem:
+        return error(str(problem))
+    print(text)
+    print(f"\nreport: {out / 'report.json'}; figures: {out}/confusion_emotion.png, confusion_sentiment.png")
+    return EXIT_OK

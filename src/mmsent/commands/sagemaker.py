@@ -1,0 +1,247 @@
+"""`mmsent launch` and `mmsent jobs`: SageMaker training jobs, remote or through the local toolkit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from mmsent.commands.common import (
+    EXIT_OK, SAMPLE_MEDIA, RaisingParser, add_training_settings, error, positive_int,
+)  # fmt: skip
+from mmsent.environment import Environment
+
+
+def add_parsers(commands) -> None:
+    launch = commands.add_parser("launch", help="run mmsent train as a SageMaker training job",
+                                 description="Package mmsent, upload data and sources, and create a SageMaker training job "
+                                 "running `mmsent train`; arguments after -- go to mmsent train.")  # fmt: skip
+    launch.add_argument("--role", help="IAM role ARN the job runs as (not needed with --local)")
+    launch.add_argument("--bucket", help="S3 bucket for data, sources, checkpoints, outputs (not needed with --local)")
+    launch.add_argument("--prefix", default="mmsent", help="key prefix in the bucket (default: mmsent)")
+    launch.add_argument("--region", help="AWS region (default: boto3's, from AWS_DEFAULT_REGION or the profile)")
+    launch.add_argument("--job-name", help="default: mmsent-YYYYMMDD-HHMMSS")
+    launch.add_argument("--data-dir", type=Path, help="local dataset to upload to the channels (default with --local: the built-in sample)")
+    launch.add_argument("--train-uri", help="s3:// prefix of the train channel, used as it is")
+    launch.add_argument("--validation-uri", help="s3:// prefix of the validation channel")
+    launch.add_argument("--test-uri", help="s3:// prefix of the test channel")
+    launch.add_argument("--instance-type", default="ml.g5.xlarge", help="default: ml.g5.xlarge (one A10G GPU)")
+    launch.add_argument("--instance-count", type=int, default=1)
+    launch.add_argument("--volume-size", type=int, default=50, help="GB of instance storage (default: 50)")
+    launch.add_argument("--spot", action="store_true", help="managed spot capacity; checkpoints sync to S3")
+    launch.add_argument("--max-run", type=int, default=24 * 3600, help="seconds before the job is stopped (default: 86400)")
+    launch.add_argument("--max-wait", type=int, help="spot only: seconds of run plus waiting for capacity (default: 2 x max run)")
+    launch.add_argument("--input-mode", default="File", help="File (copy to the instance) or FastFile (stream from S3)")
+    launch.add_argument("--image-uri", help="training image (default: the AWS PyTorch training image for the region)")
+    launch.add_argument("--framework-version", default=None, help="PyTorch version of the default image")
+    launch.add_argument("--distribution", default="none", choices=["none", "torchrun"],
+                        help="torchrun over several GPUs or instances (sagemaker_torch_distributed_enabled); "
+                        "refused until mmsent train runs distributed")
+    launch.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag the job (repeatable)")
+    launch.add_argument("--dry-run", action="store_true", help="print the exact request as JSON; upload and create nothing")
+    launch.add_argument("--wait", action="store_true", help="follow the job until it ends; exit non-zero unless it completes")
+    launch.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
+    launch.add_argument("--local", action="store_true", help="run the job's container contract here through the "
+                        "real SageMaker training toolkit, without Docker")
+    launch.add_argument("--local-dir", type=Path, help="with --local: the /opt/ml-style folder (default: runs/local-TIME)")
+    launch.add_argument("training_args", nargs=argparse.REMAINDER, help="-- then mmsent train arguments")
+    launch.set_defaults(run=_run_launch)
+
+    jobs = commands.add_parser("jobs", help="SageMaker training jobs").add_subparsers(metavar="ACTION")
+    listing = jobs.add_parser("list", help="recent training jobs")
+    listing.add_argument("--name-contains", default="mmsent", help="filter (default: mmsent; '' for all)")
+    listing.add_argument("--limit", type=positive_int, default=20)
+    describe = jobs.add_parser("describe", help="a job's full description as JSON")
+    stop = jobs.add_parser("stop", help="stop a running job")
+    pull = jobs.add_parser("pull", help="download a job's model (unpacked, a model dir) and TensorBoard logs")
+    pull.add_argument("--out", type=Path, required=True, help="folder for model/ and tensorboard/")
+    for action, run in ((listing, _run_jobs_list), (describe, _run_jobs_describe), (stop, _run_jobs_stop), (pull, _run_jobs_pull)):
+        if action is not listing:
+            action.add_argument("job", help="training job name")
+        action.add_argument("--region", help="AWS region (default: boto3's)")
+        action.set_defaults(run=run)
+
+
+def _aws_session(region: str | None):
+    import boto3
+
+    session = boto3.Session(region_name=region)
+    if not session.region_name:
+        raise ValueError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+    return session
+
+
+def _training_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
+    """`-- --epochs 3 --amp` -> {"epochs": "3", "amp": "true"}, checked against mmsent train's options."""
+    tokens = [t for t in args.training_args if t != "--"] if args.training_args[:1] == ["--"] else list(args.training_args)
+    for folder in ("--data-dir", "--model-dir", "--output-data-dir", "--tensorboard-dir"):
+        if folder in tokens:
+            raise ValueError(f"training arguments: {folder} is set by the job's container contract; leave it out")
+    probe = RaisingParser(prog="mmsent train")
+    add_training_settings(probe)
+    probe.parse_args(tokens)
+    hyperparameters: dict[str, str] = {}
+    index = 0
+    while index < len(tokens):
+        name = tokens[index]
+        if not name.startswith("--"):
+            raise ValueError(f"training arguments: expected --name, got {name!r}")
+        if index + 1 < len(tokens) and not tokens[index + 1].startswith("--"):
+            hyperparameters[name[2:]] = tokens[index + 1]
+            index += 2
+        else:
+            hyperparameters[name[2:]] = "true"
+            index += 1
+    return hyperparameters
+
+
+def _run_launch(args: argparse.Namespace, env: Environment) -> int:
+    from mmsent.sagemaker.launch import LaunchError
+
+    try:
+        hyperparameters = _training_hyperparameters(args)
+        if args.local:
+            return _launch_local(args, env, hyperparameters)
+        return _launch_remote(args, hyperparameters)
+    except LaunchError as problem:
+        return error(str(problem))
+
+
+def _launch_local(args: argparse.Namespace, env: Environment, hyperparameters: dict[str, str]) -> int:
+    import importlib.util
+
+    from mmsent.data.layout import CHANNELS, find_splits
+
+    if importlib.util.find_spec("sagemaker_training") is None:
+        return error("--local runs the SageMaker training toolkit, which is not installed: pip install 'mmsent[local]'")
+    from mmsent.sagemaker.local import job_outcome, prepare_tree, run_toolkit
+    from mmsent.sagemaker.package import build_sourcedir
+
+    if args.data_dir is None:
+        from mmsent.data.sample import cached_sample
+
+        args.data_dir = cached_sample(env.cache_dir)
+        print(f"using the built-in sample dataset in {args.data_dir}", file=sys.stderr)
+        hyperparameters = {k.replace("_", "-"): str(v) for k, v in SAMPLE_MEDIA.items()} | hyperparameters
+    splits = find_splits(args.data_dir)
+    # A channel is the split's folder in MELD.Raw (CSV and clip folder), or the CSV's folder.
+    channels = {CHANNELS[split]: files.csv_path.parent for split, files in splits.items()}
+    job_name = args.job_name or time.strftime("mmsent-local-%Y%m%d-%H%M%S")
+    base = args.local_dir or Path("runs") / job_name
+    sourcedir = build_sourcedir(base / "sourcedir.tar.gz")
+    try:
+        prepare_tree(base, sourcedir, channels, {k: json.dumps(v) for k, v in hyperparameters.items()}, args.input_mode)
+    except FileExistsError as problem:
+        return error(str(problem))
+    code = run_toolkit(base, job_name)
+    status, reason = job_outcome(base)
+    print(f"\nlocal job {job_name}: {status} (toolkit exit status {code})")
+    if status != "Completed":
+        print(reason.strip()[-2000:], file=sys.stderr)
+        return 1
+    print(f"model:       {base / 'model'}\ntensorboard: tensorboard --logdir {base / 'output' / 'tensorboard'}")
+    return EXIT_OK
+
+
+def _launch_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
+    from mmsent.sagemaker.images import DEFAULT_FRAMEWORK_VERSION, training_image_uri
+    from mmsent.sagemaker.launch import Storage, data_channels, job_uris, launch, print_request, wait_for_job
+    from mmsent.sagemaker.request import JobSettings
+
+    if args.distribution == "torchrun":
+        return error("--distribution torchrun: mmsent train does not run distributed (DDP) yet; "
+                      "use one instance with --distribution none")  # fmt: skip
+    missing = [flag for flag, value in (("--role", args.role), ("--bucket", args.bucket)) if not value]
+    if missing:
+        return error(f"{' and '.join(missing)} required (or --local to run here)")
+    if args.data_dir is not None and args.train_uri:
+        return error("give --data-dir or --train-uri/--validation-uri, not both")
+    if args.data_dir is None and not args.train_uri:
+        return error("no training data: give --data-dir (uploaded to S3) or --train-uri s3://...")
+    tags = {}
+    for tag in args.tag:
+        key, separator, value = tag.partition("=")
+        if not separator:
+            return error(f"--tag {tag!r}: expected KEY=VALUE")
+        tags[key] = value
+    session = _aws_session(args.region)
+    storage = Storage(args.bucket, args.prefix)
+    job_name = args.job_name or time.strftime("mmsent-%Y%m%d-%H%M%S")
+    if args.data_dir is not None:
+        channels = data_channels(args.data_dir, storage)
+    else:
+        channels = {name: uri for name, uri in (("train", args.train_uri), ("validation", args.validation_uri),
+                                                ("test", args.test_uri)) if uri}  # fmt: skip
+    image = args.image_uri or training_image_uri(session.region_name, args.instance_type,
+                                                 args.framework_version or DEFAULT_FRAMEWORK_VERSION)  # fmt: skip
+    settings = JobSettings(
+        job_name=job_name, role_arn=args.role, image_uri=image, region=session.region_name, channels=channels,
+        training_args=hyperparameters, instance_type=args.instance_type, instance_count=args.instance_count,
+        volume_size_gb=args.volume_size, input_mode=args.input_mode, spot=args.spot, max_run_seconds=args.max_run,
+        max_wait_seconds=args.max_wait, distribution=args.distribution, tags=tags, **job_uris(storage, job_name),
+    )  # fmt: skip
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        request = launch(settings, session, storage, data_dir=args.data_dir, dry_run=args.dry_run)
+    except (ClientError, BotoCoreError, Boto3Error) as problem:
+        return error(f"AWS: {problem}")
+    if args.dry_run:
+        print_request(request)
+        return EXIT_OK
+    print(f"follow it:   mmsent jobs describe {job_name}; pull it: mmsent jobs pull {job_name} --out runs/{job_name}")
+    print(f"tensorboard: tensorboard --logdir {settings.tensorboard_uri}  (or after pulling: runs/{job_name}/tensorboard)")
+    if not args.wait:
+        return EXIT_OK
+    job = wait_for_job(session, job_name, args.poll_seconds)
+    if job["TrainingJobStatus"] != "Completed":
+        print(f"job {job_name} {job['TrainingJobStatus']}: {job.get('FailureReason', 'no reason given')}", file=sys.stderr)
+        return 1
+    return EXIT_OK
+
+
+def _sagemaker_call(args: argparse.Namespace, call):
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call(_aws_session(args.region))
+    except (ClientError, BotoCoreError, Boto3Error) as problem:
+        raise ValueError(f"SageMaker: {problem}") from None
+
+
+def _run_jobs_list(args: argparse.Namespace, env: Environment) -> int:
+    from mmsent.sagemaker.jobs import format_jobs, list_jobs
+
+    jobs = _sagemaker_call(args, lambda s: list_jobs(s.client("sagemaker"), args.name_contains, args.limit))
+    print(format_jobs(jobs))
+    return EXIT_OK
+
+
+def _run_jobs_describe(args: argparse.Namespace, env: Environment) -> int:
+    job = _sagemaker_call(args, lambda s: s.client("sagemaker").describe_training_job(TrainingJobName=args.job))
+    job.pop("ResponseMetadata", None)
+    print(json.dumps(job, indent=2, default=str))
+    return EXIT_OK
+
+
+def _run_jobs_stop(args: argparse.Namespace, env: Environment) -> int:
+    _sagemaker_call(args, lambda s: s.client("sagemaker").stop_training_job(TrainingJobName=args.job))
+    print(f"asked {args.job} to stop")
+    return EXIT_OK
+
+
+def _run_jobs_pull(args: argparse.Namespace, env: Environment) -> int:
+    from mmsent.sagemaker.jobs import pull
+
+    found = _sagemaker_call(args, lambda s: pull(s, args.job, args.out))
+    if "model" in found:
+        print(f"model:       {found['model']}  (mmsent evaluate --model-dir {found['model']})")
+    if "tensorboard" in found:
+        print(f"tensorboard: tensorboard --logdir {found['tensorboard']}")
+    if not found:
+        return error(f"job {args.job} has no model artifacts or TensorBoard logs yet")
+    return EXIT_OK
