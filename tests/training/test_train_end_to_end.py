@@ -142,7 +142,7 @@ def test_the_fused_model_beats_every_single_modality_on_the_sample(tmp_path):
     for modalities in ("text,audio,video", "text", "audio", "video"):
         out = tmp_path / modalities.replace(",", "-")
         result = mmsent("train", "--data-dir", str(data), "--modalities", modalities, "--epochs", "4", "--seed", "1",
-                        "--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--num-workers", "0",
+                        "--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--num-workers", "0", "--batch-size", "8",
                         "--model-dir", str(out / "m"), "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "o"))  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
         scores[modalities] = json.loads((out / "m" / "metrics.json").read_text())["test"]["emotion"]
