@@ -115,7 +115,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1  # share of optimizer steps spent warming up (cosine, linear, constant)
     grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
     label_smoothing: float = 0.1  # MELD's labels are noisy: soften the targets a little
-    class_weights: str = "balanced"  # balanced: inverse class frequency (CSV labels) | sqrt: its square root, milder | none
+    class_weights: str = "sqrt"  # inverse class frequency from the CSV labels, square-rooted | balanced (full) | none
     sentiment_loss_weight: float = 0.5  # loss = emotion CE + this x sentiment CE
     grad_accum_steps: int = 1  # micro-batches per optimizer step: batch_size x this is the effective batch
     amp: bool = False  # mixed precision on CUDA (bf16 where supported, else fp16); no effect on CPU
