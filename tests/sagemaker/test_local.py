@@ -37,5 +37,7 @@ def test_a_failing_job_reports_failure_with_its_reason(sample_dir, tmp_path):
     assert result.returncode == 1
     assert (base / "output" / "failure").is_file()
     assert "num_frames must be a positive integer" in result.stdout + result.stderr
+    sources = (base / "sourcedir.tar.gz").stat().st_mtime_ns
     again = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", str(base))
     assert again.returncode == 2 and "already holds a job's tree" in again.stderr
+    assert (base / "sourcedir.tar.gz").stat().st_mtime_ns == sources  # the earlier job's files are left as they were

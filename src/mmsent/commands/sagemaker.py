@@ -130,11 +130,12 @@ def _launch_local(args: argparse.Namespace, env: Environment, hyperparameters: d
     channels = {CHANNELS[split]: files.csv_path.parent for split, files in splits.items()}
     job_name = args.job_name or time.strftime("mmsent-local-%Y%m%d-%H%M%S")
     base = args.local_dir or Path("runs") / job_name
-    sourcedir = build_sourcedir(base / "sourcedir.tar.gz")
-    try:
+    sourcedir = base / "sourcedir.tar.gz"
+    try:  # refuses a folder that holds a job already, before writing anything into it
         prepare_tree(base, sourcedir, channels, {k: json.dumps(v) for k, v in hyperparameters.items()}, args.input_mode)
     except FileExistsError as problem:
         return error(str(problem))
+    build_sourcedir(sourcedir)
     code = run_toolkit(base, job_name)
     status, reason = job_outcome(base)
     print(f"\nlocal job {job_name}: {status} (toolkit exit status {code})")
