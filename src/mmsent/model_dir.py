@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -72,8 +73,12 @@ def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
         model_cfg = replace(model_cfg, text_model=str(folder / TEXT))
         tokenizer = load_tokenizer(str(folder / TEXT))
     model = MultimodalSentimentModel(model_cfg, pretrained=False)
-    state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    try:
+        # weights_only: tensors and plain containers only; a pickle that would run code is refused.
+        state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        raise ModelDirError(f"{folder / WEIGHTS}: not a loadable state dict for this config ({str(error).splitlines()[0]})") from error
     return model.to(device).eval(), data_cfg, tokenizer
 
 

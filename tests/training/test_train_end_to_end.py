@@ -151,3 +151,28 @@ def test_the_fused_model_beats_every_single_modality_on_the_sample(tmp_path):
     for single in scores.values():
         assert fused["weighted_f1"] > single["weighted_f1"] + 0.1
     assert fused["accuracy"] > 0.6  # chance is 1/7; always predicting neutral scores about 0.3
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a tampered model file could do."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch pwned",))
+
+
+def test_a_tampered_or_truncated_model_file_is_refused(tiny_model_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    torch.save({"state": _RunsCode()}, copy / "model.pth")
+    with pytest.raises(ModelDirError, match=r"model\.pth: not a loadable state dict"):
+        load_model_dir(copy)
+    assert not (tmp_path / "pwned").exists() and not __import__("pathlib").Path("pwned").exists()
+
+    data = (tiny_model_dir / "model.pth").read_bytes()
+    (copy / "model.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelDirError, match="not a loadable state dict"):
+        load_model_dir(copy)
