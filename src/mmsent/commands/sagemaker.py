@@ -98,15 +98,10 @@ def _training_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _run_launch(args: argparse.Namespace, env: Environment) -> int:
-    from mmsent.sagemaker.launch import LaunchError
-
-    try:
-        hyperparameters = _training_hyperparameters(args)
-        if args.local:
-            return _launch_local(args, env, hyperparameters)
-        return _launch_remote(args, hyperparameters)
-    except LaunchError as problem:
-        return error(str(problem))
+    hyperparameters = _training_hyperparameters(args)
+    if args.local:
+        return _launch_local(args, env, hyperparameters)
+    return _launch_remote(args, hyperparameters)
 
 
 def _launch_local(args: argparse.Namespace, env: Environment, hyperparameters: dict[str, str]) -> int:
@@ -187,7 +182,7 @@ def _launch_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) ->
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        request = launch(settings, session, storage, data_dir=args.data_dir, dry_run=args.dry_run)
+        request = launch(settings, session, data_dir=args.data_dir, dry_run=args.dry_run)
     except (ClientError, BotoCoreError, Boto3Error) as problem:
         return error(f"AWS: {problem}")
     if args.dry_run:

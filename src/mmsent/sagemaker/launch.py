@@ -21,10 +21,6 @@ TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
-class LaunchError(RuntimeError):
-    """The job could not be launched, or it ended without completing."""
-
-
 @dataclass(frozen=True)
 class Storage:
     bucket: str
@@ -32,9 +28,6 @@ class Storage:
 
     def uri(self, *parts: str) -> str:
         return "s3://" + "/".join([self.bucket, self.prefix.strip("/"), *parts]).replace("//", "/")
-
-    def key(self, *parts: str) -> str:
-        return "/".join([self.prefix.strip("/"), *parts])
 
 
 def job_uris(storage: Storage, job_name: str) -> dict[str, str]:
@@ -46,13 +39,13 @@ def job_uris(storage: Storage, job_name: str) -> dict[str, str]:
     }
 
 
-def upload_data(s3, data_dir: Path, storage: Storage) -> dict[str, str]:
-    """Upload each split of a local dataset to its channel prefix; unchanged files are skipped."""
-    channels = {}
+def upload_data(s3, data_dir: Path, channels: dict[str, str]) -> None:
+    """Upload each split of a local dataset to the channel URI `data_channels` planned for it;
+    files already there unchanged are skipped."""
     for split, files in find_splits(data_dir).items():
         channel = CHANNELS[split]
-        prefix = storage.key("data", Path(data_dir).resolve().name, channel)  # as data_channels plans it
-        bucket = storage.bucket
+        bucket, prefix = parse_s3_uri(channels[channel])
+        prefix = prefix.rstrip("/")
         uploaded = skipped = 0
         if upload_file(s3, files.csv_path, bucket, f"{prefix}/{files.csv_path.name}"):
             uploaded += 1
@@ -64,9 +57,7 @@ def upload_data(s3, data_dir: Path, storage: Storage) -> dict[str, str]:
             clips = [p for p in files.clip_dir.glob("*.mp4") if p.is_file()]
             up, skip = upload_folder(s3, files.clip_dir, bucket, f"{prefix}/{below}".rstrip("/"), clips)
             uploaded, skipped = uploaded + up, skipped + skip
-        print(f"channel {channel}: {uploaded} files uploaded, {skipped} unchanged, s3://{bucket}/{prefix}/")
-        channels[channel] = f"s3://{bucket}/{prefix}/"
-    return channels
+        print(f"channel {channel}: {uploaded} files uploaded, {skipped} unchanged, {channels[channel]}")
 
 
 def data_channels(data_dir: Path, storage: Storage) -> dict[str, str]:
@@ -75,8 +66,8 @@ def data_channels(data_dir: Path, storage: Storage) -> dict[str, str]:
     return {CHANNELS[split]: storage.uri("data", name, CHANNELS[split]) + "/" for split in find_splits(data_dir)}
 
 
-def launch(settings: JobSettings, session, storage: Storage, data_dir: Path | None = None, dry_run: bool = False) -> dict:
-    """Validate, then (unless dry_run) upload the data and sources and create the job.
+def launch(settings: JobSettings, session, data_dir: Path | None = None, dry_run: bool = False) -> dict:
+    """Validate, then (unless dry_run) upload the data to its channels, the sources, and create the job.
     Returns the CreateTrainingJob request."""
     request = build_request(settings)
     validate_request(request)
@@ -84,7 +75,7 @@ def launch(settings: JobSettings, session, storage: Storage, data_dir: Path | No
         return request
     s3 = session.client("s3")
     if data_dir is not None:
-        upload_data(s3, data_dir, storage)
+        upload_data(s3, data_dir, settings.channels)
     bucket, key = parse_s3_uri(settings.sourcedir_uri)
     with tempfile.TemporaryDirectory() as tmp:
         upload_file(s3, build_sourcedir(Path(tmp) / "sourcedir.tar.gz"), bucket, key)
