@@ -6,36 +6,29 @@ from pathlib import Path
 
 import torch
 
+from mmsent.config import TrainConfig
 from mmsent.data.dataset import MeldDataset
 from mmsent.data.layout import SplitFiles
 from mmsent.labels import TASKS
 from mmsent.model_dir import load_model_dir, write_json_atomic
-from mmsent.training.metrics import confusion_figure, format_head_metrics
+from mmsent.training.loop import make_loader
+from mmsent.training.metrics import format_head_metrics, save_confusion_pngs
 from mmsent.training.precision import choose_precision
 from mmsent.training.validate import predict, summarize
 
 
 def evaluate_model_dir(model_dir: Path, split: SplitFiles, out: Path, batch_size: int = 32, num_workers: int = 2) -> str:
     """Write report.json and confusion-matrix PNGs to `out`; return the per-class tables as text."""
-    import matplotlib.pyplot as plt
-    from torch.utils.data import DataLoader
-
-    from mmsent.data.dataset import collate, worker_init
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, data_cfg, tokenizer = load_model_dir(model_dir, device)
     dataset = MeldDataset.from_split(split, tokenizer, data_cfg)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=num_workers,
-                        worker_init_fn=worker_init if num_workers else None)  # fmt: skip
+    loader = make_loader(dataset, TrainConfig(batch_size=batch_size, num_workers=num_workers), device, shuffle=False)
     report = summarize(predict(model, loader, device, choose_precision(False, device)))
     report = {"model_dir": str(model_dir), "split": split.split, "csv": str(split.csv_path), "items": len(dataset)} | report
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "report.json", report)
-    for task in TASKS:
-        figure = confusion_figure(task, report[task]["confusion_matrix"], f"{task}, {split.split}")
-        figure.savefig(out / f"confusion_{task}.png", dpi=100)
-        plt.close(figure)
+    save_confusion_pngs(out, report, split.split)
     lines = [f"{split.split}: {len(dataset)} items from {split.csv_path}"]
     if report["media_issues"]:
         lines.append("media problems: " + ", ".join(f"{k} {v}" for k, v in report["media_issues"].items()))

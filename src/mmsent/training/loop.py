@@ -37,7 +37,7 @@ from mmsent.model.fusion import MultimodalSentimentModel
 from mmsent.model.summary import format_parameter_counts, parameter_counts
 from mmsent.model_dir import save_model_dir, write_json_atomic
 from mmsent.pretrained import load_tokenizer
-from mmsent.training.metrics import confusion_figure, curves_figure, format_head_metrics
+from mmsent.training.metrics import curves_figure, format_head_metrics, save_confusion_pngs, save_figure
 from mmsent.training.precision import choose_precision
 from mmsent.training.progress import Progress
 from mmsent.training.tracking import TensorBoardLog, epoch_metrics, metric_line
@@ -247,17 +247,9 @@ def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
 
 def write_reports(paths: RunPaths, final: dict, history: list[dict]) -> None:
     """metrics.json and the figures in the model dir; the per-epoch history in the output dir."""
-    import matplotlib.pyplot as plt
-
     write_json_atomic(paths.model_dir / "metrics.json", final)
     paths.output_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(paths.output_dir / "history.json", history)
     split = "test" if "test" in final else "validation"
-    for task in TASKS:
-        figure = confusion_figure(task, final[split][task]["confusion_matrix"], f"{task}, {split}, best epoch")
-        figure.savefig(paths.model_dir / f"confusion_{task}.png", dpi=100)
-        plt.close(figure)
-    figure = curves_figure(history)
-    figure.savefig(paths.model_dir / "training_curves.png", dpi=100)
-    plt.close(figure)
-
+    save_confusion_pngs(paths.model_dir, final[split], f"{split}, best epoch")
+    save_figure(curves_figure(history), paths.model_dir / "training_curves.png")

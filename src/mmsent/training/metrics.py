@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
@@ -61,6 +63,20 @@ def confusion_figure(task: str, matrix: list[list[int]], title: str = ""):
             axes.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
     figure.tight_layout()
     return figure
+
+
+def save_figure(figure, path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def save_confusion_pngs(folder, results: dict, title: str) -> None:
+    """confusion_emotion.png and confusion_sentiment.png in `folder`, from summarized results."""
+    for task in TASKS:
+        save_figure(confusion_figure(task, results[task]["confusion_matrix"], f"{task}, {title}"),
+                    Path(folder) / f"confusion_{task}.png")  # fmt: skip
 
 
 def curves_figure(history: list[dict]):
