@@ -38,6 +38,6 @@ def tiny_model_dir(tmp_path_factory, sample_dir) -> Path:
     root = tmp_path_factory.mktemp("tiny-run")
     result = mmsent("train", "--data-dir", str(sample_dir), "--epochs", "1", "--max-train-samples", "16", *TINY_TRAINING,
                     "--model-dir", str(root / "model"), "--tensorboard-dir", str(root / "tensorboard"),
-                    "--output-data-dir", str(root / "output"))  # fmt: skip
+                    "--output-data-dir", str(root / "output"), "--checkpoint-dir", str(root / "checkpoints"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "model"

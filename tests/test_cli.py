@@ -91,6 +91,11 @@ def test_check_without_a_data_dir_builds_and_checks_the_built_in_sample(tmp_path
     assert (cached / "sample.json").is_file()
 
 
-def test_train_refuses_to_run_as_one_of_several_torchrun_processes(tmp_path):
-    result = mmsent("train", "--data-dir", str(tmp_path), env={"WORLD_SIZE": "2"})
-    assert result.returncode == 2 and "WORLD_SIZE=2: distributed (torchrun) training is not supported yet" in result.stderr
+@pytest.mark.parametrize(("env", "message"), [
+    ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 is not below WORLD_SIZE=2"),
+    ({"WORLD_SIZE": "two"}, "environment variable WORLD_SIZE='two' is not an integer"),
+    ({"LOCAL_RANK": "-1"}, "environment variable LOCAL_RANK='-1' must not be negative"),
+])  # fmt: skip
+def test_train_refuses_a_broken_torchrun_environment(tmp_path, env, message):
+    result = mmsent("train", "--data-dir", str(tmp_path), env=env)
+    assert result.returncode == 2 and message in result.stderr

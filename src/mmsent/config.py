@@ -124,16 +124,21 @@ class TrainConfig:
     early_stopping_patience: int = 0  # stop after this many epochs without a better emotion F1; 0: never
     seed: int = 42  # the same seed repeats a run on CPU
     log_every: int = 20  # batches between progress lines when stdout is not a terminal
+    checkpoint_every_steps: int = 0  # also checkpoint every this many optimizer steps; 0: at epoch ends (and on SIGTERM) only
+    keep_checkpoints: int = 2  # newest checkpoints kept; raise it to keep a longer trail
+    resume: bool = True  # continue from the newest valid checkpoint in the checkpoint folder, if there is one
+    max_bad_steps: int = 10  # non-finite losses in a row (each step skipped) that stop the run
 
     def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "grad_accum_steps", "log_every")
+        positive = ("epochs", "batch_size", "grad_accum_steps", "log_every", "keep_checkpoints", "max_bad_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("learning_rate", "encoder_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("weight_decay", "grad_clip", "sentiment_loss_weight", "early_stopping_patience", "num_workers"):
+        for name in ("weight_decay", "grad_clip", "sentiment_loss_weight", "early_stopping_patience", "num_workers",
+                     "checkpoint_every_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:

@@ -2,7 +2,7 @@
 
 Inside a SageMaker training job the container contract sets `SM_*` variables: the input channels
 (`SM_CHANNEL_TRAIN`, `SM_CHANNEL_VALIDATION`, `SM_CHANNEL_TEST`), the model and output folders.
-Outside one, none is set and local defaults apply.
+Outside one, none is set and local defaults apply. torchrun sets RANK, LOCAL_RANK and WORLD_SIZE.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ class Environment:
     output_dir: Path | None = None  # SM_OUTPUT_DIR: /opt/ml/output; TensorBoard's LocalPath is tensorboard/ in it
     cache_dir: Path = Path.home() / ".cache" / "mmsent"  # MMSENT_CACHE_DIR, else XDG_CACHE_HOME/mmsent
     world_size: int = 1  # WORLD_SIZE, set by torchrun: how many training processes share the job
+    rank: int = 0  # RANK: this process's place among them
+    local_rank: int = 0  # LOCAL_RANK: its place on this machine, which picks its GPU
+    base_dir: Path = Path("/opt/ml")  # SAGEMAKER_BASE_DIR: the job's /opt/ml tree (another folder for a local run)
 
     @property
     def in_sagemaker(self) -> bool:
@@ -33,7 +36,13 @@ class Environment:
         """Inside a job, the folder that TensorBoardOutputConfig syncs to S3 (its default LocalPath)."""
         if not self.in_sagemaker:
             return None
-        return (self.output_dir or Path("/opt/ml/output")) / "tensorboard"
+        return (self.output_dir or self.base_dir / "output") / "tensorboard"
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        """Inside a job, the folder that CheckpointConfig syncs with S3 (its default LocalPath): what a
+        restarted spot job finds again."""
+        return self.base_dir / "checkpoints" if self.in_sagemaker else None
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> "Environment":
@@ -55,5 +64,19 @@ class Environment:
             output_data_dir=Path(env["SM_OUTPUT_DATA_DIR"]) if env.get("SM_OUTPUT_DATA_DIR") else None,
             output_dir=Path(env["SM_OUTPUT_DIR"]) if env.get("SM_OUTPUT_DIR") else None,
             cache_dir=cache_dir,
-            world_size=int(env.get("WORLD_SIZE") or 1),
+            world_size=_integer(env, "WORLD_SIZE", 1),
+            rank=_integer(env, "RANK", 0),
+            local_rank=_integer(env, "LOCAL_RANK", 0),
+            base_dir=Path(env.get("SAGEMAKER_BASE_DIR") or "/opt/ml"),
         )
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name) or str(default)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+    if number < 0:
+        raise ValueError(f"environment variable {name}={value!r} must not be negative")
+    return number

@@ -34,8 +34,9 @@ class ModelDirError(ValueError):
 
 
 def save_model_dir(folder: Path, model: torch.nn.Module, data_cfg: DataConfig, model_cfg: ModelConfig,
-                   tokenizer=None) -> None:
-    """Write weights, configs and labels; each file atomically, so a crash never leaves half a file."""
+                   tokenizer=None, state: dict | None = None) -> None:
+    """Write weights, configs and labels; each file atomically, so a crash never leaves half a file.
+    `state` replaces entries of the model's own state dict (the best epoch's weights, kept aside)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if "text" in model.encoders and not (folder / TEXT / "config.json").is_file():
@@ -46,8 +47,8 @@ def save_model_dir(folder: Path, model: torch.nn.Module, data_cfg: DataConfig, m
               "model": asdict(model_cfg), "data": asdict(data_cfg)}  # fmt: skip
     write_json_atomic(folder / CONFIG, config)
     write_json_atomic(folder / LABELS, label_maps())
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic(folder / WEIGHTS, lambda path: torch.save(state, path))
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()} | (state or {})
+    write_atomic(folder / WEIGHTS, lambda path: torch.save(weights, path))
 
 
 def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
@@ -83,12 +84,16 @@ def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
 
 
 def write_json_atomic(path: Path, value) -> None:
-    _atomic(Path(path), lambda p: Path(p).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8"))
+    write_atomic(Path(path), lambda p: Path(p).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8"))
 
 
-def _atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
+    """`write(temporary_path)`, then rename it over `path`: readers see the old file or the whole new one."""
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would make the renamed file private
     try:
         write(temporary)
         os.replace(temporary, path)

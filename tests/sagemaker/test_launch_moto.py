@@ -113,8 +113,14 @@ def test_launch_with_s3_uris_as_they_are(aws):
         f"s3://{BUCKET}/elsewhere/train/", f"s3://{BUCKET}/elsewhere/dev/"]  # fmt: skip
     assert job["AlgorithmSpecification"]["TrainingInputMode"] == "FastFile"
     assert job["InputDataConfig"][0]["InputMode"] == "FastFile"
-    refused = _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--distribution", "torchrun", "--instance-count", "2")
-    assert refused.returncode == 2 and "does not run distributed (DDP) yet" in refused.stderr
+    spread = _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--distribution", "torchrun", "--instance-count", "2",
+                     "--instance-type", "ml.g5.xlarge", "--job-name", "ddp-job")  # fmt: skip
+    assert spread.returncode == 0, spread.stderr
+    job = clients["sagemaker"].describe_training_job(TrainingJobName="ddp-job")
+    assert job["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+    assert job["ResourceConfig"]["InstanceCount"] == 2
+    one_gpu = _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--distribution", "torchrun", "--instance-type", "ml.g5.xlarge")
+    assert one_gpu.returncode == 2 and "torchrun distribution needs several GPUs or several instances" in one_gpu.stderr
 
 
 def test_missing_bucket_is_a_clear_error(aws, sample_dir):

@@ -27,6 +27,7 @@ def test_local_job_trains_through_the_toolkit_and_writes_what_the_service_would(
     assert {"model.pth", "config.json", "labels.json", "metrics.json"} <= {p.name for p in (base / "model").iterdir()}
     assert any((base / "output" / "tensorboard").glob("events.out.tfevents.*"))  # SM_OUTPUT_DIR/tensorboard
     assert (base / "output" / "data" / "history.json").is_file()  # SM_OUTPUT_DATA_DIR
+    assert [p.name for p in (base / "checkpoints").glob("*.pt")] == ["checkpoint-0002-0000000.pt"]  # CheckpointConfig's LocalPath
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ def run(tmp_path_factory, sample_dir):
     root = tmp_path_factory.mktemp("run")
     result = mmsent("train", "--data-dir", str(sample_dir), "--epochs", "2", *TINY,
                     "--model-dir", str(root / "model"), "--tensorboard-dir", str(root / "tb"),
-                    "--output-data-dir", str(root / "out"))  # fmt: skip
+                    "--output-data-dir", str(root / "out"), "--checkpoint-dir", str(root / "ckpt"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return root, result
 
@@ -126,7 +126,8 @@ def test_text_only_training_on_csvs_without_clips_repeats_with_the_same_seed(mel
         out = tmp_path / attempt
         result = mmsent("train", "--data-dir", str(data), "--modalities", "text", "--epochs", "1", "--batch-size", "8",
                         "--num-workers", "0", "--seed", "5", "--model-dir", str(out / "m"),
-                        "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "o"))  # fmt: skip
+                        "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "o"),
+                        "--checkpoint-dir", str(out / "c"))  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
         assert json.loads((out / "m" / "config.json").read_text())["model"]["modalities"] == ["text"]
         states.append(torch.load(out / "m" / "model.pth", weights_only=True))
@@ -143,7 +144,8 @@ def test_the_fused_model_beats_every_single_modality_on_the_sample(tmp_path):
         out = tmp_path / modalities.replace(",", "-")
         result = mmsent("train", "--data-dir", str(data), "--modalities", modalities, "--epochs", "4", "--seed", "1",
                         "--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--num-workers", "0", "--batch-size", "8",
-                        "--model-dir", str(out / "m"), "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "o"))  # fmt: skip
+                        "--model-dir", str(out / "m"), "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "o"),
+                        "--checkpoint-dir", str(out / "c"))  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
         scores[modalities] = json.loads((out / "m" / "metrics.json").read_text())["test"]["emotion"]
     fused = scores.pop("text,audio,video")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,9 @@ def add_parsers(commands) -> None:
     train.add_argument("--model-dir", type=Path, help="where the best model goes (default: SM_MODEL_DIR in a job, else runs/RUN/model)")
     train.add_argument("--output-data-dir", type=Path, help="per-epoch history (default: SM_OUTPUT_DATA_DIR, else runs/RUN/output)")
     train.add_argument("--tensorboard-dir", type=Path, help="TensorBoard logs (default: /opt/ml/output/tensorboard in a job, else runs/RUN/tensorboard)")
-    train.add_argument("--run-name", help="names the local runs/ folder (default: the start time)")
+    train.add_argument("--checkpoint-dir", type=Path, help="checkpoints, and where a restarted run resumes from "
+                       "(default: /opt/ml/checkpoints in a job, else runs/RUN/checkpoints)")
+    train.add_argument("--run-name", help="names the local runs/ folder (default: the start time; give it to resume a run)")
     add_training_settings(train)
     train.set_defaults(run=_run_train)
 
@@ -59,14 +62,14 @@ def _run_params(args: argparse.Namespace, env: Environment) -> int:
 def _run_train(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.data.layout import DatasetLayoutError
     from mmsent.data.meld import MeldFormatError
-    from mmsent.training.loop import TrainingError, train
+    from mmsent.training.distributed import DistInfo
+    from mmsent.training.loop import TrainingError, TrainingInterrupted, train
 
     model_cfg = model_config(args)
     train_cfg = config_from_args(TrainConfig, args)
-    if env.world_size > 1:
-        # Until training is DDP-aware, N processes would each train alone and race on the model dir.
-        return error(f"WORLD_SIZE={env.world_size}: distributed (torchrun) training is not supported yet; "
-                      "run one process (launch with --distribution none)")  # fmt: skip
+    dist = DistInfo(rank=env.rank, local_rank=env.local_rank, world_size=env.world_size)
+    if dist.rank >= dist.world_size:
+        return error(f"RANK={dist.rank} is not below WORLD_SIZE={dist.world_size}")
     try:
         splits, on_sample = resolve_splits(args, env)
     except (DatasetLayoutError, MeldFormatError) as problem:
@@ -81,9 +84,16 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
     )
     paths = _run_paths(args, env)
     try:
-        train(splits, data_cfg, model_cfg, train_cfg, paths)
+        train(splits, data_cfg, model_cfg, train_cfg, paths, dist)
     except (TrainingError, MeldFormatError) as problem:
         return error(str(problem))
+    except TrainingInterrupted as stopped:
+        if dist.is_main:
+            print(f"checkpoint saved: {stopped.checkpoint}\nthe same command started again resumes from it", file=sys.stderr)
+        return 128 + stopped.signal_number  # the shell's convention for "ended by this signal"
+    if not dist.is_main:
+        return EXIT_OK
+    print(f"checkpoints: {paths.checkpoint_dir}")
     print(f"\nmodel:       {paths.model_dir}  (model.pth, config.json, labels.json, metrics.json)")
     print(f"plots:       {paths.model_dir}/confusion_emotion.png, confusion_sentiment.png, training_curves.png")
     print(f"tensorboard: tensorboard --logdir {paths.tensorboard_dir}")
@@ -93,11 +103,14 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
 def _run_paths(args: argparse.Namespace, env: Environment):
     from mmsent.training.loop import RunPaths
 
-    run = Path("runs") / (args.run_name or time.strftime("%Y%m%d-%H%M%S"))
+    # The default name is unique per process, so two runs started in the same second never share
+    # (and resume from) one checkpoint folder; resuming a run needs its --run-name given again.
+    run = Path("runs") / (args.run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     return RunPaths(
         model_dir=args.model_dir or env.model_dir or run / "model",
         tensorboard_dir=args.tensorboard_dir or env.tensorboard_dir or run / "tensorboard",
         output_dir=args.output_data_dir or env.output_data_dir or run / "output",
+        checkpoint_dir=args.checkpoint_dir or env.checkpoint_dir or run / "checkpoints",
     )
 
 

@@ -37,8 +37,8 @@ def add_parsers(commands) -> None:
     launch.add_argument("--image-uri", help="training image (default: the AWS PyTorch training image for the region)")
     launch.add_argument("--framework-version", default=None, help="PyTorch version of the default image")
     launch.add_argument("--distribution", default="none", choices=["none", "torchrun"],
-                        help="torchrun over several GPUs or instances (sagemaker_torch_distributed_enabled); "
-                        "refused until mmsent train runs distributed")
+                        help="torchrun over several GPUs or instances (sagemaker_torch_distributed_enabled): "
+                        "one DDP process per GPU; --batch-size is per process")
     launch.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag the job (repeatable)")
     launch.add_argument("--dry-run", action="store_true", help="print the exact request as JSON; upload and create nothing")
     launch.add_argument("--wait", action="store_true", help="follow the job until it ends; exit non-zero unless it completes")
@@ -146,9 +146,6 @@ def _launch_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) ->
     from mmsent.sagemaker.launch import Storage, data_channels, job_uris, launch, print_request, wait_for_job
     from mmsent.sagemaker.request import JobSettings
 
-    if args.distribution == "torchrun":
-        return error("--distribution torchrun: mmsent train does not run distributed (DDP) yet; "
-                      "use one instance with --distribution none")  # fmt: skip
     missing = [flag for flag, value in (("--role", args.role), ("--bucket", args.bucket)) if not value]
     if missing:
         return error(f"{' and '.join(missing)} required (or --local to run here)")

@@ -10,6 +10,15 @@ Features and the settings that turn them on (all in TrainConfig unless named oth
 - Parallel decoding: `num_workers` (with pinned memory and persistent workers on CUDA).
 - Quick experiments: `max_train_samples`. Early stopping on validation emotion weighted F1:
   `early_stopping_patience`. Repeatable runs on CPU: `seed`.
+- Checkpoints at every epoch's end and every `checkpoint_every_steps` optimizer steps, the newest
+  `keep_checkpoints` kept; a run started again resumes from the newest valid one (`resume`) and
+  ends as the uninterrupted run would have. SIGTERM (SageMaker's stop and spot reclaim) or Ctrl-C:
+  a checkpoint at the next batch boundary, then `TrainingInterrupted`.
+- A non-finite loss or gradient skips its step; `max_bad_steps` in a row stop the run with a checkpoint.
+- torchrun: DDP over every process (NCCL on GPUs, gloo on CPU), each reading its share of the data
+  (DistributedSampler), gradients synchronised on the last accumulation micro-step only,
+  validation gathered from all ranks, files and logs written by rank 0 alone. `batch_size` is
+  per process: the global batch is batch_size x processes x grad_accum_steps.
 - Every epoch: validation loss, accuracy, weighted and macro F1, per-class F1 for both heads, to
   TensorBoard (scalars, confusion matrices, learning rates; the model graph once; hparams at the
   end) and as a SageMaker metric line on stdout.
@@ -20,6 +29,9 @@ Features and the settings that turn them on (all in TrainConfig unless named oth
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -27,25 +39,40 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from mmsent.config import DataConfig, ModelConfig, TrainConfig
-from mmsent.data.dataset import MeldDataset, collate, count_issues, worker_init
+from mmsent.data.dataset import MeldDataset, collate, worker_init
 from mmsent.data.layout import SplitFiles
 from mmsent.labels import TASKS
 from mmsent.model.fusion import MultimodalSentimentModel
 from mmsent.model.summary import format_parameter_counts, parameter_counts
 from mmsent.model_dir import save_model_dir, write_json_atomic
 from mmsent.pretrained import load_tokenizer
+from mmsent.training import distributed
+from mmsent.training.checkpoint import (
+    CheckpointError, CheckpointFolder, LoopState, build_payload, check_compatible, checkpoint_name, frozen_digest,
+    load_trainable, rng_state, set_rng_state, trainable_state,
+)  # fmt: skip
+from mmsent.training.distributed import DistInfo
 from mmsent.training.metrics import curves_figure, format_head_metrics, save_confusion_pngs, save_figure
 from mmsent.training.precision import choose_precision
 from mmsent.training.progress import Progress
+from mmsent.training.stop_signal import StopSignal
 from mmsent.training.tracking import TensorBoardLog, epoch_metrics, metric_line
-from mmsent.training.validate import MultiTaskLoss, predict, summarize, to_device
+from mmsent.training.validate import Interrupted, MultiTaskLoss, merge, predict, summarize, to_device
 
 
 class TrainingError(RuntimeError):
     """Training cannot start or go on; the message says why."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM or Ctrl-C: a checkpoint was saved; the same command started again resumes from it."""
+
+    def __init__(self, signal_number: int, checkpoint: Path) -> None:
+        super().__init__(f"stopped by signal {signal_number}; checkpoint {checkpoint}")
+        self.signal_number, self.checkpoint = signal_number, checkpoint
 
 
 @dataclass(frozen=True)
@@ -53,19 +80,23 @@ class RunPaths:
     model_dir: Path  # the best model: weights, config, labels, metrics, figures
     tensorboard_dir: Path  # TensorBoard event files
     output_dir: Path  # everything else worth keeping: per-epoch history
+    checkpoint_dir: Path  # checkpoints to resume from (/opt/ml/checkpoints in a SageMaker job)
 
 
 def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig,
-          paths: RunPaths) -> dict:
+          paths: RunPaths, dist: DistInfo = DistInfo()) -> dict:
     """Train on splits["train"], choose the best epoch on splits["dev"]; return the final metrics."""
     if "train" not in splits or "dev" not in splits:
         raise TrainingError(f"training needs a train and a validation (dev) split; found {', '.join(splits) or 'none'}")
-    seed_everything(cfg.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = distributed.start(dist)
+    say = print if dist.is_main else _silent
+    seed_everything(cfg.seed + dist.rank)  # rank 0 matches a single process; DDP copies rank 0's weights to all
     precision = choose_precision(cfg.amp, device)
-    print(f"device {device}, {precision.name}, {torch.get_num_threads()} torch threads")
+    say(f"device {device}, {precision.name}, {torch.get_num_threads()} torch threads"
+        + (f", {dist.world_size} processes (DDP)" if dist.enabled else ""))  # fmt: skip
 
-    # Data: text is tokenised once; clips are decoded by the loader's workers.
+    # Data: text is tokenised once; clips are decoded by the loader's workers. Every rank reads its
+    # own share in an order fixed by (seed, epoch), which is what lets a run resume mid-epoch.
     tokenizer = load_tokenizer(model_cfg.text_model)
     train_set = MeldDataset.from_split(splits["train"], tokenizer, data_cfg)
     val_set = MeldDataset.from_split(splits["dev"], tokenizer, data_cfg)
@@ -73,16 +104,19 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     if cfg.max_train_samples is not None and cfg.max_train_samples < len(train_set):
         chosen = np.random.default_rng(cfg.seed).choice(len(train_set), cfg.max_train_samples, replace=False)
         train_items = Subset(train_set, sorted(chosen.tolist()))
-    train_loader = make_loader(train_items, cfg, device, shuffle=True)
-    val_loader = make_loader(val_set, cfg, device, shuffle=False)
-    print(f"train {len(train_items)} items from {splits['train'].csv_path}; validation {len(val_set)} from {splits['dev'].csv_path}")
+    train_sampler = ResumableSampler(train_items, dist, shuffle=True, seed=cfg.seed)
+    train_loader = make_loader(train_items, cfg, device, sampler=train_sampler)
+    val_loader = make_loader(val_set, cfg, device, sampler=ResumableSampler(val_set, dist, shuffle=False))
+    batches_per_epoch = math.ceil(train_sampler.num_samples / cfg.batch_size)
+    say(f"train {len(train_items)} items from {splits['train'].csv_path}; validation {len(val_set)} from {splits['dev'].csv_path}")
 
     # Model, loss, optimizer, schedule.
     model = MultimodalSentimentModel(model_cfg).to(device)
-    print(format_parameter_counts(parameter_counts(model)))
+    say(format_parameter_counts(parameter_counts(model)))
     if "video" in model_cfg.freeze and "video" in model_cfg.modalities and model_cfg.video_weights == "none":
-        print("note: the video backbone is frozen with random weights: a fixed random feature extractor "
-              "(--video-weights kinetics400 or PATH gives pretrained features)")  # fmt: skip
+        say("note: the video backbone is frozen with random weights: a fixed random feature extractor "
+            "(--video-weights kinetics400 or PATH gives pretrained features)")  # fmt: skip
+    trained = _wrap_ddp(model, dist, device)  # what the training step calls; `model` itself for everything else
     positions = _positions(train_items)
     class_weights = {
         task: class_weight_tensor([train_set.labels(task)[i] for i in positions], len(names), cfg.class_weights, device)
@@ -90,81 +124,238 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     }
     loss_fn = MultiTaskLoss(class_weights, cfg.label_smoothing, cfg.sentiment_loss_weight).to(device)
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg))
-    steps_per_epoch = -(-len(train_loader) // cfg.grad_accum_steps)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch * cfg.epochs)
+    optimizer_steps_per_epoch = -(-batches_per_epoch // cfg.grad_accum_steps)
+    scheduler = make_scheduler(optimizer, cfg, optimizer_steps_per_epoch * cfg.epochs)
     scaler = precision.scaler()
+    log = TensorBoardLog(paths.tensorboard_dir, enabled=dist.is_main)
 
-    log = TensorBoardLog(paths.tensorboard_dir)
-    log.graph(model, to_device(next(iter(val_loader)), device))
-    history: list[dict] = []
-    best: dict | None = None
-    epochs_without_gain = 0
-    for epoch in range(1, cfg.epochs + 1):
-        # ---- train one epoch
-        model.train()
-        started = time.monotonic()
-        running_loss, seen, issues = 0.0, 0, 0
-        progress = Progress(len(train_loader), f"epoch {epoch}/{cfg.epochs} train", cfg.log_every)
-        optimizer.zero_grad(set_to_none=True)
-        for step, batch in enumerate(train_loader):
-            issues += sum(count_issues(batch).values())
-            batch = to_device(batch, device)
-            with precision.autocast():
-                logits = model(batch)
-                loss = loss_fn(logits, batch)
-            scaler.scale(loss / cfg.grad_accum_steps).backward()
-            last_micro_step = (step + 1) % cfg.grad_accum_steps == 0 or step + 1 == len(train_loader)
-            if last_micro_step:
-                if cfg.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                if cfg.scheduler != "plateau":
-                    scheduler.step()
-            running_loss += loss.item() * len(batch["index"])
-            seen += len(batch["index"])
-            progress.update(loss=running_loss / seen)
-        progress.close()
-        train_stats = {"loss": running_loss / max(seen, 1), "seconds": time.monotonic() - started, "media_issues": issues}
-
-        # ---- validate, report, keep the best
-        validation = summarize(predict(model, val_loader, device, precision, loss_fn))
-        if cfg.scheduler == "plateau":
-            scheduler.step(validation["emotion"]["weighted_f1"])
-        rates = learning_rates(optimizer)
-        history.append({"epoch": epoch, "train": train_stats, "validation": validation, "learning_rates": rates})
-        log.epoch(epoch, train_stats, validation, rates)
-        print(metric_line(epoch_metrics(epoch, train_stats, validation)), flush=True)
-        score = validation["emotion"]["weighted_f1"]
-        if best is None or score > best["validation"]["emotion"]["weighted_f1"]:
-            best = history[-1]
-            epochs_without_gain = 0
-            save_model_dir(paths.model_dir, model, data_cfg, model_cfg, tokenizer)
+    # Resume from the newest valid checkpoint, or start afresh.
+    configs = {"model": asdict(model_cfg), "data": asdict(data_cfg), "train": asdict(cfg)}
+    checkpoints = CheckpointFolder(paths.checkpoint_dir, cfg.keep_checkpoints)
+    state, best_weights = LoopState(), None
+    if not cfg.resume and dist.is_main and (aside := checkpoints.set_aside()):
+        say(f"--resume false: earlier checkpoints moved to {aside}")
+    resumed = _resume(checkpoints, configs, dist, model, optimizer, scheduler, scaler) if cfg.resume else None
+    if resumed is not None:
+        state, best_weights = resumed
+        if state.finished or state.epoch > cfg.epochs:
+            say(f"resumed from {paths.checkpoint_dir}: training already ended after epoch {state.epoch - 1}; "
+                "scoring the best epoch again")  # fmt: skip
         else:
-            epochs_without_gain += 1
-            if cfg.early_stopping_patience and epochs_without_gain >= cfg.early_stopping_patience:
-                print(f"early stopping: no better validation emotion weighted F1 for {epochs_without_gain} epochs")
-                break
+            say(f"resumed from {paths.checkpoint_dir}: epoch {state.epoch}, {state.batches_done} of {batches_per_epoch} batches done")
+        if best_weights is not None and dist.is_main:  # the model dir may be gone with the old instance
+            save_model_dir(paths.model_dir, model, data_cfg, model_cfg, tokenizer, state=best_weights)
+    else:
+        log.graph(model, to_device(next(iter(val_loader)), device))
+
+    def save_checkpoint() -> Path:
+        # Every rank's RNG state goes in (a collective); rank 0 writes; all learn whether it worked.
+        payload = build_payload(state=state, configs=configs, model=model, best=best_weights, optimizer=optimizer,
+                                scheduler=scheduler, scaler=scaler, rng_states=distributed.gather_objects(dist, rng_state()))  # fmt: skip
+        path, failure = paths.checkpoint_dir / checkpoint_name(state), None
+        if dist.is_main:
+            try:
+                checkpoints.write(payload, path.name)
+            except CheckpointError as problem:
+                failure = str(problem)
+        failure = distributed.gather_objects(dist, failure)[0]
+        if failure:
+            raise TrainingError(failure)
+        return path
+
+    stop = StopSignal()
+    bad_in_a_row = 0
+    with stop:
+        while state.epoch <= cfg.epochs and not state.finished:
+            epoch = state.epoch
+            # ---- train one epoch (or what is left of it)
+            model.train()
+            train_sampler.set_epoch(epoch, skip=state.batches_done * cfg.batch_size)
+            started = time.monotonic()
+            progress = Progress(batches_per_epoch, f"epoch {epoch}/{cfg.epochs} train", cfg.log_every,
+                                done=state.batches_done, enabled=dist.is_main)  # fmt: skip
+            optimizer.zero_grad(set_to_none=True)
+            for batch in train_loader:
+                last_micro_step = (state.batches_done + 1) % cfg.grad_accum_steps == 0 or state.batches_done + 1 == batches_per_epoch
+                batch_issues = sum(len(issues) for issues in batch["issues"])
+                batch = to_device(batch, device)
+                # DDP averages gradients across ranks in backward: only on the micro-step that steps.
+                sync = contextlib.nullcontext() if last_micro_step or not dist.enabled else trained.no_sync()
+                with sync:
+                    with precision.autocast():
+                        loss = loss_fn(trained(batch), batch)
+                    non_finite, stop_now = distributed.any_rank(dist, [not torch.isfinite(loss).item(), stop.requested], device)
+                    if non_finite:
+                        bad_in_a_row += 1
+                        state.skipped_steps += 1
+                        say(f"warning: non-finite loss at epoch {epoch} batch {state.batches_done + 1}: step skipped "
+                            f"({bad_in_a_row} in a row, {state.skipped_steps} in the run)")  # fmt: skip
+                    else:
+                        bad_in_a_row = 0
+                        scaler.scale(loss / cfg.grad_accum_steps).backward()
+                        state.loss_sum += loss.item() * len(batch["index"])
+                        state.items_seen += len(batch["index"])
+                        state.media_issues += batch_issues
+                state.batches_done += 1
+                if bad_in_a_row >= cfg.max_bad_steps:
+                    optimizer.zero_grad(set_to_none=True)
+                    path = save_checkpoint()
+                    raise TrainingError(f"{bad_in_a_row} non-finite losses in a row (epoch {epoch}, batch "
+                                        f"{state.batches_done}): training diverged; the last good state is in {path}. "
+                                        "Lower --learning-rate, or raise --grad-clip's effect by lowering it")  # fmt: skip
+                if last_micro_step:
+                    if _gradients_finite(model, scaler, optimizer, cfg.grad_clip):
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        state.skipped_steps += 1
+                        say(f"warning: non-finite gradients at epoch {epoch} batch {state.batches_done}: step skipped")
+                    optimizer.zero_grad(set_to_none=True)
+                    if cfg.scheduler != "plateau":
+                        scheduler.step()
+                    state.optimizer_steps += 1
+                    if stop_now:
+                        progress.close()
+                        raise TrainingInterrupted(stop.signal or 15, save_checkpoint())
+                    if cfg.checkpoint_every_steps and state.optimizer_steps % cfg.checkpoint_every_steps == 0:
+                        save_checkpoint()
+                progress.update(loss=state.loss_sum / max(state.items_seen, 1))
+            progress.close()
+            loss_sum, items_seen, media_issues = distributed.sum_over_ranks(
+                dist, [state.loss_sum, state.items_seen, state.media_issues], device)  # fmt: skip
+            train_stats = {"loss": loss_sum / max(items_seen, 1), "seconds": time.monotonic() - started,
+                           "media_issues": int(media_issues)}  # fmt: skip
+
+            # ---- validate, report, keep the best
+            try:
+                validation = _evaluate(model, val_loader, device, precision, dist, loss_fn,
+                                       should_stop=lambda: distributed.any_rank(dist, [stop.requested], device)[0])  # fmt: skip
+            except Interrupted:
+                raise TrainingInterrupted(stop.signal or 15, save_checkpoint()) from None
+            if cfg.scheduler == "plateau":
+                scheduler.step(validation["emotion"]["weighted_f1"])
+            rates = learning_rates(optimizer)
+            state.history.append({"epoch": epoch, "train": train_stats, "validation": validation, "learning_rates": rates})
+            log.epoch(epoch, train_stats, validation, rates)
+            say(metric_line(epoch_metrics(epoch, train_stats, validation)), flush=True)
+            best_score = state.history[state.best_epoch - 1]["validation"]["emotion"]["weighted_f1"] if state.best_epoch else None
+            if best_score is None or validation["emotion"]["weighted_f1"] > best_score:
+                state.best_epoch, state.epochs_without_gain = epoch, 0
+                best_weights = trainable_state(model)
+                if dist.is_main:
+                    save_model_dir(paths.model_dir, model, data_cfg, model_cfg, tokenizer)
+            else:
+                state.epochs_without_gain += 1
+                if cfg.early_stopping_patience and state.epochs_without_gain >= cfg.early_stopping_patience:
+                    say(f"early stopping: no better validation emotion weighted F1 for {state.epochs_without_gain} epochs")
+                    state.finished = True
+            state.epoch, state.batches_done = epoch + 1, 0
+            state.loss_sum, state.items_seen, state.media_issues = 0.0, 0, 0
+            save_checkpoint()
 
     # ---- the best epoch's weights: test split, files, hparams
-    model.load_state_dict(torch.load(paths.model_dir / "model.pth", map_location=device, weights_only=True))
-    final = {"best_epoch": best["epoch"], "epochs_run": len(history), "validation": best["validation"]}
+    if state.best_epoch is None:
+        raise TrainingError(f"no epoch was validated: --epochs {cfg.epochs} is below the checkpoint's epoch {state.epoch}")
+    load_trainable(model, best_weights)  # the frozen weights it lacks never changed
+    best = state.history[state.best_epoch - 1]
+    final = {"best_epoch": state.best_epoch, "epochs_run": len(state.history), "validation": best["validation"],
+             "skipped_steps": state.skipped_steps}  # fmt: skip
     if "test" in splits:
         test_set = MeldDataset.from_split(splits["test"], tokenizer, data_cfg)
-        final["test"] = summarize(predict(model, make_loader(test_set, cfg, device, shuffle=False), device, precision, loss_fn))
-    write_reports(paths, final, history)
+        test_loader = make_loader(test_set, cfg, device, sampler=ResumableSampler(test_set, dist, shuffle=False))
+        final["test"] = _evaluate(model, test_loader, device, precision, dist, loss_fn)
+    if dist.is_main:
+        write_reports(paths, final, state.history)
     headline = {f"{split}_{task}_weighted_f1": final[split][task]["weighted_f1"]
                 for split in ("validation", "test") if split in final for task in TASKS}  # fmt: skip
     log.hparams({**asdict(cfg), **{f"model_{k}": v for k, v in asdict(model_cfg).items()}}, headline)
     log.close()
     for split in ("validation", "test"):
         if split in final:
-            print(f"\n{split} (best epoch {best['epoch']}):")
+            say(f"\n{split} (best epoch {state.best_epoch}):")
             for task in TASKS:
-                print(format_head_metrics(task, final[split][task]))
+                say(format_head_metrics(task, final[split][task]))
+    distributed.stop(dist)
     return final
+
+
+class ResumableSampler(DistributedSampler):
+    """torch's DistributedSampler (this rank's share, shuffled by seed + epoch; world size 1 is
+    every item), able to start an epoch part-way through: `set_epoch(epoch, skip=items)`."""
+
+    def __init__(self, dataset, dist: DistInfo, shuffle: bool, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=shuffle, seed=seed)
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(self.num_samples - self.skip, 0)
+
+
+def _evaluate(model, loader, device, precision, dist: DistInfo, loss_fn, should_stop=None) -> dict:
+    """Metrics over the whole split: each rank predicts its share, every rank gets all of them."""
+    predictions = predict(model, loader, device, precision, should_stop)
+    return summarize(merge(distributed.gather_objects(dist, predictions)), loss_fn)
+
+
+def _resume(checkpoints: CheckpointFolder, configs: dict, dist: DistInfo, model, optimizer, scheduler, scaler):
+    """(LoopState, best weights) from the newest valid checkpoint, restored into the objects; None if none.
+    Rank 0 chooses; every rank loads that same file (the folder is shared, or synced as SageMaker does)."""
+    if dist.is_main:
+        checkpoints.remove_partial_writes()
+    found = checkpoints.newest_valid() if dist.is_main else None
+    chosen = distributed.gather_objects(dist, found[0] if found else None)[0]
+    if chosen is None:
+        return None
+    payload = found[1] if dist.is_main else checkpoints.read(chosen)
+    try:
+        check_compatible(payload, chosen, configs, dist.world_size)
+    except CheckpointError as problem:
+        raise TrainingError(str(problem)) from None
+    if payload["frozen_digest"] != frozen_digest(model):
+        raise TrainingError(f"{chosen}: the frozen backbone weights rebuilt now differ from the checkpoint's "
+                            "(other pretrained weights file?); use --resume false to start afresh")  # fmt: skip
+    try:
+        load_trainable(model, payload["model"])
+    except CheckpointError as problem:
+        raise TrainingError(f"{chosen}: {problem}") from None
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    scaler.load_state_dict(payload["scaler"])
+    rng = payload["rng"]
+    set_rng_state(rng[dist.rank] if dist.rank < len(rng) else rng[0])
+    return LoopState(**payload["loop"]), payload["best_model"]
+
+
+def _wrap_ddp(model: torch.nn.Module, dist: DistInfo, device: torch.device) -> torch.nn.Module:
+    if not dist.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _gradients_finite(model: torch.nn.Module, scaler, optimizer, grad_clip: float) -> bool:
+    """Unscale, clip (when `grad_clip` > 0) and say whether the gradient norm is finite. With fp16
+    loss scaling the scaler checks and skips by itself (and lowers its scale): that is not a bad step."""
+    if scaler.is_enabled():
+        if grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        return True
+    norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None],
+                                          grad_clip if grad_clip > 0 else float("inf"))  # fmt: skip
+    return bool(torch.isfinite(norm))
+
+
+def _silent(*_args, **_kwargs) -> None:
+    """`print` on ranks other than 0."""
 
 
 def seed_everything(seed: int) -> None:
@@ -173,18 +364,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_loader(dataset, cfg: TrainConfig, device: torch.device, shuffle: bool) -> DataLoader:
+def make_loader(dataset, cfg: TrainConfig, device: torch.device, shuffle: bool = False, sampler=None) -> DataLoader:
     workers = cfg.num_workers
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
         collate_fn=collate,
         num_workers=workers,
         worker_init_fn=worker_init if workers else None,
         persistent_workers=workers > 0,
         pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(cfg.seed) if shuffle else None,
+        # Its own generator (shuffling, worker seeds), so making an iterator never draws from the
+        # global one that dropout uses: a resumed run draws the same masks as an uninterrupted one.
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
 
 

@@ -7,23 +7,27 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int, desc: str, log_every: int) -> None:
-        self.total, self.desc, self.log_every = total, desc, log_every
-        self.count = 0
+    """`done` batches are already behind (a resumed epoch); `enabled` False (ranks but 0) shows nothing."""
+
+    def __init__(self, total: int, desc: str, log_every: int, done: int = 0, enabled: bool = True) -> None:
+        self.total, self.desc, self.log_every, self.enabled = total, desc, log_every, enabled
+        self.count = self.first = done
         self.start = time.monotonic()
         self.bar = None
-        if sys.stdout.isatty():
+        if enabled and sys.stdout.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
+            self.bar = tqdm(total=total, initial=done, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
 
     def update(self, **values: float) -> None:
         self.count += 1
+        if not self.enabled:
+            return
         if self.bar is not None:
             self.bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
             self.bar.update(1)
         elif self.count % self.log_every == 0 or self.count == self.total:
-            rate = self.count / max(time.monotonic() - self.start, 1e-9)
+            rate = (self.count - self.first) / max(time.monotonic() - self.start, 1e-9)
             shown = " ".join(f"{k} {v:.4f}" for k, v in values.items())
             print(f"{self.desc} {self.count}/{self.total} {shown} ({rate:.2f} batch/s)", flush=True)
 

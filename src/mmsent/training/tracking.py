@@ -35,18 +35,21 @@ def metric_line(values: dict[str, float]) -> str:
 
 
 class TensorBoardLog:
-    """The run's TensorBoard writer: scalars, confusion-matrix images, the model graph, hparams."""
+    """The run's TensorBoard writer: scalars, confusion-matrix images, the model graph, hparams.
+    Disabled (every call a no-op) on all ranks but rank 0, so the loop never asks which rank it is."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, enabled: bool = True) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.folder = Path(folder)
-        self.writer = SummaryWriter(log_dir=str(self.folder))
+        self.writer = SummaryWriter(log_dir=str(self.folder)) if enabled else None
 
     def graph(self, model, batch: dict) -> None:
         """The model graph, traced on one real batch. A model that cannot be traced is noted, not fatal."""
         import warnings
 
+        if self.writer is None:
+            return
         was_training = model.training
         model.eval()
         try:
@@ -62,6 +65,8 @@ class TensorBoardLog:
     def epoch(self, epoch: int, train: dict, validation: dict, learning_rates: dict[str, float]) -> None:
         from mmsent.training.metrics import confusion_figure
 
+        if self.writer is None:
+            return
         w = self.writer
         w.add_scalar("Loss/train", train["loss"], epoch)
         w.add_scalar("Loss/validation", validation["loss"], epoch)
@@ -76,8 +81,11 @@ class TensorBoardLog:
         w.flush()
 
     def hparams(self, hparams: dict, final: dict[str, float]) -> None:
+        if self.writer is None:
+            return
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
         self.writer.add_hparams(clean, {f"hparam/{k}": v for k, v in final.items()}, run_name=".")
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()

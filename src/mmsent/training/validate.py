@@ -6,28 +6,51 @@ Used for validation every epoch, for the test split after training, and by `mmse
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from mmsent.data.dataset import count_issues
 from mmsent.labels import TASKS
 from mmsent.training.metrics import head_metrics
 from mmsent.training.precision import Precision
+
+
+class Interrupted(Exception):
+    """`should_stop` said so between two batches."""
 
 
 @dataclass
 class Predictions:
     indices: np.ndarray  # dataset positions, in loader order
     targets: dict[str, np.ndarray]
-    probabilities: dict[str, np.ndarray]  # (items, classes) softmax of each head
-    loss: float | None = None
-    issues: Counter = field(default_factory=Counter)  # media problems met, by kind
+    log_probabilities: dict[str, np.ndarray]  # (items, classes) log-softmax of each head
+    issues: list[tuple[str, ...]] = field(default_factory=list)  # media problems met, per item
 
     def predicted(self, task: str) -> np.ndarray:
-        return self.probabilities[task].argmax(axis=1)
+        return self.log_probabilities[task].argmax(axis=1)
+
+    def probabilities(self, task: str) -> np.ndarray:
+        return np.exp(self.log_probabilities[task])
+
+
+def merge(parts: list[Predictions]) -> Predictions:
+    """One set of predictions from each rank's share, by dataset position. DistributedSampler pads
+    the last share with repeats of the first items so every rank runs as many batches; those
+    repeats are dropped here, so every item counts once."""
+    indices = np.concatenate([p.indices for p in parts])
+    order = np.argsort(indices, kind="stable")
+    _, first = np.unique(indices[order], return_index=True)
+    keep = order[first]
+    issues = [issue for part in parts for issue in part.issues]
+    return Predictions(
+        indices=indices[keep],
+        targets={t: np.concatenate([p.targets[t] for p in parts])[keep] for t in TASKS},
+        log_probabilities={t: np.concatenate([p.log_probabilities[t] for p in parts])[keep] for t in TASKS},
+        issues=[issues[i] for i in keep],
+    )
 
 
 class MultiTaskLoss(nn.Module):
@@ -52,35 +75,41 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def predict(model: nn.Module, loader, device: torch.device, precision: Precision,
-            loss_fn: MultiTaskLoss | None = None) -> Predictions:
+            should_stop: Callable[[], bool] | None = None) -> Predictions:
+    """Both heads' log-probabilities for every item the loader yields. `should_stop`, asked before
+    each batch, can cut a long validation short (SIGTERM): then `Interrupted` is raised."""
     model.eval()
-    indices, targets, probabilities = [], {t: [] for t in TASKS}, {t: [] for t in TASKS}
-    total_loss, items, issues = 0.0, 0, Counter()
+    indices, targets, log_probabilities, issues = [], {t: [] for t in TASKS}, {t: [] for t in TASKS}, []
     for batch in loader:
-        issues += count_issues(batch)
+        if should_stop is not None and should_stop():
+            raise Interrupted
+        issues += batch["issues"]
         batch = to_device(batch, device)
         with precision.autocast():
             logits = model(batch)
-        if loss_fn is not None:
-            total_loss += loss_fn(logits, batch).item() * len(batch["index"])
-        items += len(batch["index"])
         indices.append(batch["index"].cpu())
         for task in TASKS:
             targets[task].append(batch[task].cpu())
-            probabilities[task].append(torch.softmax(logits[task].float(), dim=1).cpu())
+            log_probabilities[task].append(torch.log_softmax(logits[task].float(), dim=1).cpu())
     return Predictions(
         indices=torch.cat(indices).numpy(),
         targets={t: torch.cat(v).numpy() for t, v in targets.items()},
-        probabilities={t: torch.cat(v).numpy() for t, v in probabilities.items()},
-        loss=total_loss / max(items, 1) if loss_fn is not None else None,
+        log_probabilities={t: torch.cat(v).numpy() for t, v in log_probabilities.items()},
         issues=issues,
     )
 
 
-def summarize(predictions: Predictions) -> dict:
-    """{"loss": ..., "emotion": head_metrics, "sentiment": head_metrics, "media_issues": {...}}."""
-    summary: dict = {"loss": predictions.loss}
+def summarize(predictions: Predictions, loss_fn: MultiTaskLoss | None = None) -> dict:
+    """{"loss": ..., "emotion": head_metrics, "sentiment": head_metrics, "media_issues": {...}}.
+    The loss is the training loss over all items at once (None without `loss_fn`): log-probabilities
+    are their own log-softmax, so cross-entropy on them equals cross-entropy on the logits."""
+    loss = None
+    if loss_fn is not None:
+        device = next((b.device for b in loss_fn.buffers()), torch.device("cpu"))  # where its class weights live
+        loss = loss_fn({t: torch.from_numpy(v).to(device) for t, v in predictions.log_probabilities.items()},
+                       {t: torch.from_numpy(v).to(device) for t, v in predictions.targets.items()}).item()  # fmt: skip
+    summary: dict = {"loss": loss}
     for task in TASKS:
         summary[task] = head_metrics(task, predictions.targets[task], predictions.predicted(task))
-    summary["media_issues"] = dict(sorted(predictions.issues.items()))
+    summary["media_issues"] = dict(sorted(Counter(i for issues in predictions.issues for i in issues).items()))
     return summary

@@ -1,0 +1,261 @@
+"""Checkpoints: atomic, self-describing, verified before use; the newest valid one resumes a run.
+
+A checkpoint is two files in the checkpoint folder:
+
+    checkpoint-EEEE-BBBBBBB.pt     everything to go on: the trainable weights, the best epoch's
+                                   weights, optimizer, scheduler, scaler, every rank's RNG states,
+                                   the configs, the label maps and the loop's position (epoch,
+                                   batches done in it, optimizer steps, history, best so far)
+    checkpoint-EEEE-BBBBBBB.json   its manifest, written last: size and SHA-256 of the .pt
+
+EEEE is the epoch in progress and BBBBBBB the batches of it already trained, so names sort in
+training order. Each file goes to a temporary name first and is `os.replace`d into place, so a
+kill at any moment leaves either the old set or the new one. A checkpoint whose manifest is
+missing or disagrees with its .pt (a copy cut short, a flipped byte) is skipped with a warning and
+the next newest is tried. Files are read with `torch.load(weights_only=True)`: tensors and plain
+containers only, so a tampered pickle cannot run code.
+
+Frozen backbones are not stored: they are rebuilt from the same settings and seed, and a digest
+of their weights proves they came back the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import random
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmsent import __version__
+from mmsent.labels import label_maps
+from mmsent.model_dir import write_atomic
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^checkpoint-(\d{4})-(\d{7})\.pt$")
+
+# Settings that may change between a run and its resumption (more epochs, other worker counts);
+# any other difference means the checkpoint belongs to a different run.
+RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "log_every", "checkpoint_every_steps", "keep_checkpoints",
+                               "max_bad_steps", "early_stopping_patience", "resume"})  # fmt: skip
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written, or the newest one belongs to another run."""
+
+
+@dataclass
+class LoopState:
+    """Where the loop is; runtime state, kept apart from the configs."""
+
+    epoch: int = 1  # the epoch in progress, from 1
+    batches_done: int = 0  # batches of that epoch already trained (per rank)
+    optimizer_steps: int = 0
+    loss_sum: float = 0.0  # this epoch's training loss so far, summed over items
+    items_seen: int = 0
+    media_issues: int = 0
+    history: list[dict] = field(default_factory=list)  # one entry per validated epoch
+    best_epoch: int | None = None
+    epochs_without_gain: int = 0
+    finished: bool = False  # early stopping ended the run
+    skipped_steps: int = 0  # non-finite losses or gradients, over the whole run
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without frozen parameters (they never change), copied to CPU."""
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k not in frozen}
+
+
+def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load what `trainable_state` saved; anything missing besides frozen parameters is an error."""
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    result = model.load_state_dict(state, strict=False)
+    missing = sorted(set(result.missing_keys) - frozen)
+    if missing or result.unexpected_keys:
+        raise CheckpointError(f"weights do not fit this model: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
+
+
+def frozen_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            digest.update(name.encode())
+            digest.update(parameter.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def rng_state() -> dict:
+    """This process's random generators, in types that weights_only loading accepts."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},  # fmt: skip
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["position"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def build_payload(*, state: LoopState, configs: dict, model: torch.nn.Module, best: dict | None, optimizer,
+                  scheduler, scaler, rng_states: list[dict]) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "mmsent_version": __version__,
+        "configs": configs,
+        "labels": label_maps(),
+        "loop": asdict(state),
+        "model": trainable_state(model),
+        "frozen_digest": frozen_digest(model),
+        "best_model": best,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": rng_states,  # one per rank, in rank order
+    }
+
+
+def checkpoint_name(state: LoopState) -> str:
+    return f"checkpoint-{state.epoch:04d}-{state.batches_done:07d}.pt"
+
+
+class CheckpointFolder:
+    """The run's checkpoint folder: write (keeping the newest `keep`), find the newest valid one."""
+
+    def __init__(self, folder: Path, keep: int) -> None:
+        self.folder = Path(folder)
+        self.keep = keep
+
+    def checkpoints(self) -> list[Path]:
+        """Checkpoint files, newest first."""
+        if not self.folder.is_dir():
+            return []
+        return sorted((p for p in self.folder.iterdir() if _NAME.match(p.name)), key=lambda p: p.name, reverse=True)
+
+    def write(self, payload: dict, name: str) -> Path:
+        """Write atomically, then the manifest, then drop all but the newest `keep`. On failure (a
+        full disk) the temporary file is removed and the earlier checkpoints are left as they were."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / name
+        try:
+            write_atomic(path, lambda temporary: torch.save(payload, temporary))
+            manifest = {"file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path),
+                        "epoch": payload["loop"]["epoch"], "batches_done": payload["loop"]["batches_done"],
+                        "format_version": FORMAT_VERSION}  # fmt: skip
+            write_atomic(path.with_suffix(".json"), lambda t: Path(t).write_text(json.dumps(manifest, indent=2) + "\n"))
+        except (OSError, RuntimeError) as error:
+            # torch.save reports a failed write as RuntimeError ("... file write failed").
+            path.with_suffix(".json").unlink(missing_ok=True)
+            if path.exists() and not path.with_suffix(".json").exists():
+                path.unlink()  # this very checkpoint landed without its manifest: not usable
+            raise CheckpointError(f"could not write checkpoint {path}: {str(error).splitlines()[0]}; "
+                                  "earlier checkpoints are untouched") from error  # fmt: skip
+        for old in self.checkpoints()[self.keep :]:
+            old.with_suffix(".json").unlink(missing_ok=True)  # the manifest first: a half-deleted pair is invalid
+            old.unlink(missing_ok=True)
+        return path
+
+    def newest_valid(self) -> tuple[Path, dict] | None:
+        """The newest checkpoint that checks out, or None; every one skipped is named with its reason."""
+        for path in self.checkpoints():
+            try:
+                return path, self.read(path)
+            except CheckpointError as problem:
+                warnings.warn(f"skipping checkpoint: {problem}", stacklevel=2)
+        return None
+
+    def read(self, path: Path) -> dict:
+        manifest_path = path.with_suffix(".json")
+        if not manifest_path.is_file():
+            raise CheckpointError(f"{path}: no manifest {manifest_path.name} (the write never finished)")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            expected_size, expected_hash = int(manifest["bytes"]), str(manifest["sha256"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{manifest_path}: unreadable manifest ({error})") from error
+        size = path.stat().st_size
+        if size != expected_size:
+            raise CheckpointError(f"{path}: {size} bytes, its manifest says {expected_size} (cut short?)")
+        if _sha256(path) != expected_hash:
+            raise CheckpointError(f"{path}: contents differ from its manifest's SHA-256 (corrupted)")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+            raise CheckpointError(f"{path}: refused by weights-only loading ({str(error).splitlines()[0]})") from error
+        if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: not a format {FORMAT_VERSION} mmsent checkpoint")
+        return payload
+
+    def set_aside(self) -> Path | None:
+        """Move existing checkpoints into previous-TIME/ so a fresh run neither resumes nor deletes them."""
+        found = self.checkpoints()
+        if not found:
+            return None
+        aside = self.folder / time.strftime("previous-%Y%m%d-%H%M%S")
+        aside.mkdir()
+        for path in found:
+            for part in (path, path.with_suffix(".json")):
+                if part.exists():
+                    part.rename(aside / part.name)
+        return aside
+
+    def remove_partial_writes(self) -> None:
+        """Temporary files left by a process killed mid-write."""
+        if self.folder.is_dir():
+            for leftover in self.folder.glob(".checkpoint-*"):
+                leftover.unlink(missing_ok=True)
+
+
+def check_compatible(payload: dict, path: Path, configs: dict, world_size: int) -> None:
+    """Refuse to resume a different run: configs must match, apart from RESUMABLE_CHANGES."""
+    saved = payload["configs"]
+    differences = [f"{section}.{key}" for section in ("model", "data", "train")
+                   for key in sorted(set(saved[section]) | set(configs[section]))
+                   if (section != "train" or key not in RESUMABLE_CHANGES)
+                   and _plain(saved[section].get(key)) != _plain(configs[section].get(key))]  # fmt: skip
+    if differences:
+        raise CheckpointError(
+            f"{path} was written by a run with other settings ({', '.join(differences)}); "
+            "use another checkpoint folder, or --resume false to start afresh"
+        )
+    if payload["labels"] != label_maps():
+        raise CheckpointError(f"{path}: its label maps differ from this version's")
+    if len(payload["rng"]) != world_size:
+        warnings.warn(f"{path} was written by {len(payload['rng'])} processes, this run has {world_size}: "
+                      "the data order is the same, random dropout masks are not", stacklevel=2)  # fmt: skip
+
+
+def _plain(value):
+    """Tuples and lists compare equal: JSON-like round trips turn one into the other."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+

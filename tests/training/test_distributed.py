@@ -1,0 +1,48 @@
+"""torchrun with two gloo processes on CPU trains as one process does with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Video only, frozen backbone (eval mode), no dropout, no class weights: each rank's mean loss over
+# its 4 items averages to the 8-item mean, so DDP's averaged gradients equal one process's. Any
+# difference left is floating-point summation order.
+SETTINGS = ["--modalities", "video", "--dropout", "0", "--class-weights", "none", "--max-train-samples", "24",
+            "--epochs", "2", "--num-frames", "2", "--frame-size", "32", "--num-workers", "0", "--log-every", "1"]  # fmt: skip
+
+
+def _run(command: list[str], data, out, batch_size: int) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")} | {"OMP_NUM_THREADS": "1"}
+    args = ["train", "--data-dir", str(data), *SETTINGS, "--batch-size", str(batch_size), "--model-dir", str(out / "model"),
+            "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "output"), "--checkpoint-dir", str(out / "ckpt")]  # fmt: skip
+    result = subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_end_with_the_metrics_of_one_process_with_the_same_global_batch(sample_dir, tmp_path):
+    one = _run([sys.executable, "-m", "mmsent"], sample_dir, tmp_path / "one", batch_size=8)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "mmsent"]
+    two = _run(torchrun, sample_dir, tmp_path / "two", batch_size=4)
+
+    assert "2 processes (DDP)" in two.stdout
+    assert two.stdout.count("epoch=1;") == 1  # metric lines come from rank 0 alone
+    assert "epoch 1/2 train 3/3" in two.stdout and "epoch 1/2 train 3/3" in one.stdout  # 24 items: 3 steps of 8
+    expected = json.loads((tmp_path / "one" / "model" / "metrics.json").read_text())
+    got = json.loads((tmp_path / "two" / "model" / "metrics.json").read_text())
+    assert got["best_epoch"] == expected["best_epoch"]
+    for split in ("validation", "test"):
+        assert got[split]["loss"] == pytest.approx(expected[split]["loss"], abs=1e-4)
+        for task in ("emotion", "sentiment"):
+            assert got[split][task]["confusion_matrix"] == expected[split][task]["confusion_matrix"]
+            assert got[split][task]["weighted_f1"] == pytest.approx(expected[split][task]["weighted_f1"], abs=1e-6)
+    histories = [json.loads((tmp_path / run / "output" / "history.json").read_text()) for run in ("one", "two")]
+    assert [h["train"]["loss"] for h in histories[1]] == pytest.approx([h["train"]["loss"] for h in histories[0]], abs=1e-4)
+    # The validation split (10 items) is sharded 5 + 5 and gathered: every item counted once.
+    assert sum(sum(row) for row in got["validation"]["emotion"]["confusion_matrix"]) == 10

@@ -1,0 +1,97 @@
+"""A real `mmsent train` stopped by SIGTERM, by diverging, by a full disk: what is saved, what resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmsent.training.checkpoint import CheckpointFolder
+from tests.test_cli import mmsent
+
+TINY = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--batch-size", "4", "--num-workers", "0",
+        "--log-every", "1", "--epochs", "2"]  # fmt: skip
+
+
+def _train_args(data, out) -> list[str]:
+    return ["train", "--data-dir", str(data), *TINY, "--model-dir", str(out / "model"), "--tensorboard-dir",
+            str(out / "tb"), "--output-data-dir", str(out / "output"), "--checkpoint-dir", str(out / "checkpoints")]  # fmt: skip
+
+
+def _metrics(out) -> dict:
+    return json.loads((out / "model" / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_and_the_restarted_run_ends_as_an_uninterrupted_one(sample_dir, tmp_path):
+    whole = tmp_path / "whole"
+    assert mmsent(*_train_args(sample_dir, whole)).returncode == 0
+
+    cut = tmp_path / "cut"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    process = subprocess.Popen([sys.executable, "-m", "mmsent", *_train_args(sample_dir, cut)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    for line in process.stdout:
+        if line.startswith("epoch 1/2 train 3/8"):
+            process.send_signal(signal.SIGTERM)
+            break
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "SIGTERM: stopping at the next safe point" in stderr and "checkpoint saved:" in stderr
+    saved = CheckpointFolder(cut / "checkpoints", keep=2).checkpoints()
+    assert len(saved) == 1 and saved[0].name.startswith("checkpoint-0001-000000")  # mid-epoch 1, after batch 3 or 4
+    assert not (cut / "model" / "metrics.json").exists()
+
+    resumed = mmsent(*_train_args(sample_dir, cut))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout and "batches done" in resumed.stdout
+    # Same seed, same data order (seed + epoch), RNG states restored: on CPU the runs agree exactly;
+    # the tolerance only allows for floating-point summation order.
+    expected, got = _metrics(whole), _metrics(cut)
+    assert got["best_epoch"] == expected["best_epoch"]
+    for split in ("validation", "test"):
+        assert got[split]["loss"] == pytest.approx(expected[split]["loss"], abs=1e-5)
+        for task in ("emotion", "sentiment"):
+            assert got[split][task]["confusion_matrix"] == expected[split][task]["confusion_matrix"]
+            assert got[split][task]["weighted_f1"] == pytest.approx(expected[split][task]["weighted_f1"], abs=1e-6)
+    history = [json.loads((out / "output" / "history.json").read_text()) for out in (whole, cut)]
+    assert [h["train"]["loss"] for h in history[1]] == pytest.approx([h["train"]["loss"] for h in history[0]], abs=1e-5)
+
+
+def test_a_diverging_run_stops_after_k_non_finite_losses_with_a_checkpoint(sample_dir, tmp_path):
+    # An absurd learning rate makes the weights overflow after the first steps: a real divergence.
+    result = mmsent(*_train_args(sample_dir, tmp_path), "--modalities", "audio", "--learning-rate", "1e30",
+                    "--grad-clip", "0", "--max-bad-steps", "3")  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "3 non-finite losses in a row" in result.stderr and "the last good state is in" in result.stderr
+    assert "warning: non-finite loss at epoch 1" in result.stdout
+    path, payload = CheckpointFolder(tmp_path / "checkpoints", keep=2).newest_valid()
+    assert payload["loop"]["skipped_steps"] >= 3
+    assert str(path) in result.stderr
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_checkpoint_write_that_runs_out_of_space_fails_cleanly(sample_dir, tmp_path):
+    # RLIMIT_FSIZE makes the kernel refuse writes past the limit (EFBIG), as a full disk refuses
+    # them with ENOSPC: the audio-only model dir (~1 MB) fits, its checkpoint (~4 MB) does not.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    result = subprocess.run([sys.executable, "-m", "mmsent", *_train_args(sample_dir, tmp_path), "--modalities", "audio"],
+                            capture_output=True, text=True, env=env, timeout=300,
+                            preexec_fn=_limit_file_size(2_500_000))  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "could not write checkpoint" in result.stderr and "earlier checkpoints are untouched" in result.stderr
+    assert list((tmp_path / "checkpoints").iterdir()) == []  # nothing half-written, no temporary file
+    assert (tmp_path / "model" / "model.pth").is_file()
+    torch.load(tmp_path / "model" / "model.pth", weights_only=True)  # the model dir written before is whole
