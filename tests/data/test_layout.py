@@ -1,4 +1,6 @@
 
+from pathlib import Path
+
 import pytest
 
 from mmsent.data.layout import DatasetLayoutError, find_splits, splits_from_channels
@@ -70,4 +72,17 @@ def test_several_unnamed_csvs_are_ambiguous(tmp_path):
     _touch(tmp_path / "a.csv")
     _touch(tmp_path / "b.csv")
     with pytest.raises(DatasetLayoutError, match="several CSVs"):
+        find_splits(tmp_path)
+
+
+def test_a_file_or_an_unreadable_folder_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DatasetLayoutError, match=r"notes\.txt: a file, not a data folder"):
+        find_splits(tmp_path / "notes.txt")
+
+    def denied(self, pattern):  # what a folder without read permission does (root reads everything)
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "glob", denied)
+    with pytest.raises(DatasetLayoutError, match=r"not readable \(Permission denied\)"):
         find_splits(tmp_path)

@@ -132,3 +132,10 @@ def test_write_then_read_round_trips(tmp_path):
     write_meld_csv(tmp_path / "x.csv", [dict(zip(MELD_COLUMNS, GOOD_ROW))])
     (row,) = read_meld_csv(tmp_path / "x.csv")
     assert (row.text, row.emotion_name, row.start_time) == ("Hi there", "joy", "00:00:01,000")
+
+
+def test_a_csv_that_cannot_be_read_is_a_clear_error(tmp_path):
+    folder = tmp_path / "train_sent_emo.csv"
+    folder.mkdir()
+    with pytest.raises(MeldFormatError, match=r"train_sent_emo\.csv: cannot read the CSV \(Is a directory\)"):
+        read_meld_csv(folder)

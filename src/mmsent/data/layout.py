@@ -43,8 +43,17 @@ class SplitFiles:
 def find_splits(data_dir: Path) -> dict[str, SplitFiles]:
     """The splits found under a MELD.Raw-style or flat data folder, in SPLITS order."""
     data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DatasetLayoutError(f"{data_dir}: a file, not a data folder")
     if not data_dir.is_dir():
         raise DatasetLayoutError(f"{data_dir}: no such data folder")
+    try:
+        return _find_splits(data_dir)
+    except PermissionError as error:
+        raise DatasetLayoutError(f"{error.filename or data_dir}: not readable ({error.strerror})") from None
+
+
+def _find_splits(data_dir: Path) -> dict[str, SplitFiles]:
     found: dict[str, SplitFiles] = {}
     for split in SPLITS:
         for folder in (data_dir / split, data_dir):

@@ -98,6 +98,8 @@ def read_meld_csv(path: Path) -> list[Utterance]:
         raise MeldFormatError(f"{path}: not a readable CSV: {error}") from error
     except FileNotFoundError as error:
         raise MeldFormatError(f"{path}: no such CSV file") from error
+    except OSError as error:  # permission denied, a folder named like a CSV, an I/O error
+        raise MeldFormatError(f"{path}: cannot read the CSV ({error.strerror or error})") from error
 
 
 def _parse_row(path: Path, line: int, row: dict[str, str | None]) -> Utterance:
