@@ -128,6 +128,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept; raise it to keep a longer trail
     resume: bool = True  # continue from the newest valid checkpoint in the checkpoint folder, if there is one
     max_bad_steps: int = 10  # non-finite losses in a row (each step skipped) that stop the run
+    cache_embeddings: bool = True  # frozen backbones run once per dataset (on the media cache) and their outputs are reused
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "grad_accum_steps", "log_every", "keep_checkpoints", "max_bad_steps")

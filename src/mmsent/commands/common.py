@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mmsent.arguments import add_config_arguments, config_from_args, parse_names
+from mmsent.arguments import add_config_arguments, config_from_args, given, parse_names
 from mmsent.config import MediaConfig, ModelConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
 
@@ -77,3 +77,11 @@ def resolve_splits(args: argparse.Namespace, env: Environment):
     sample = cached_sample(env.cache_dir)
     print(f"using the built-in sample dataset in {sample}", file=sys.stderr)
     return find_splits(sample), True
+
+
+def media_config(args: argparse.Namespace, on_sample: bool) -> MediaConfig:
+    """MediaConfig from the options; on the built-in sample, SAMPLE_MEDIA where they are not given."""
+    defaults = {k: v for k, v in SAMPLE_MEDIA.items() if not given(args, k)} if on_sample else {}
+    if defaults:
+        print(f"built-in sample: {defaults} (set --num-frames/--frame-size to change)", file=sys.stderr)
+    return config_from_args(MediaConfig, args, **defaults)

@@ -1,4 +1,4 @@
-"""`mmsent sample` and `mmsent data check`."""
+"""`mmsent sample`, `mmsent data check` and `mmsent cache`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from mmsent.commands.common import EXIT_OK, add_data_dir, error, positive_int, resolve_splits
+from mmsent.arguments import add_config_arguments
+from mmsent.commands.common import EXIT_OK, add_data_dir, error, media_config, positive_int, resolve_splits
 from mmsent.config import MediaConfig
 from mmsent.environment import Environment
 
@@ -29,6 +30,16 @@ def add_parsers(commands) -> None:
     check.add_argument("--no-decode", action="store_true", help="read the CSVs only; skip decoding the clips")
     check.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
     check.set_defaults(run=_run_data_check)
+
+    cache = commands.add_parser("cache", help="decode every clip once into a memory-mapped media cache",
+                                description="Decode every clip once (frames as uint8, log-mel as float16) into a "
+                                "memory-mapped cache that `mmsent train --cache-dir` reads instead of decoding. "
+                                "Up-to-date splits are kept, changed ones rebuilt, an interrupted build resumed.")  # fmt: skip
+    add_data_dir(cache)
+    cache.add_argument("--cache-dir", type=Path, required=True, help="the cache folder (created if absent)")
+    cache.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
+    add_config_arguments(cache, MediaConfig)
+    cache.set_defaults(run=_run_cache)
 
 
 def _run_sample(args: argparse.Namespace, env: Environment) -> int:
@@ -60,4 +71,26 @@ def _run_data_check(args: argparse.Namespace, env: Environment) -> int:
     except (DatasetLayoutError, MeldFormatError) as problem:
         return error(str(problem))
     print(json.dumps(report_as_dict(reports), indent=2) if args.json else format_report(reports))
+    return EXIT_OK
+
+
+def _run_cache(args: argparse.Namespace, env: Environment) -> int:
+    from mmsent.data.cache import build_cache
+    from mmsent.data.check import default_workers
+    from mmsent.data.layout import DatasetLayoutError
+    from mmsent.data.meld import MeldFormatError
+
+    try:
+        splits, on_sample = resolve_splits(args, env)
+        media = media_config(args, on_sample)
+        caches = build_cache(splits, media, args.cache_dir, args.workers or default_workers())
+    except (DatasetLayoutError, MeldFormatError) as problem:
+        return error(str(problem))
+    except OSError as problem:  # a full disk, a read-only folder
+        return error(f"{args.cache_dir}: cannot write the cache ({problem.strerror or problem})")
+    if not caches:
+        return error("no clips to cache: the data is text-only")
+    for split, cache in caches.items():
+        print(f"{split}: {cache.rows} clips in {cache.folder}")
+    print(f"train from it: mmsent train --cache-dir {args.cache_dir} ...")
     return EXIT_OK

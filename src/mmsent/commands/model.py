@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from mmsent.arguments import config_from_args, given
+from mmsent.arguments import config_from_args
 from mmsent.commands.common import (
-    EXIT_OK, SAMPLE_MEDIA, add_data_dir, add_model_arguments, add_training_settings, error, model_config,
+    EXIT_OK, add_data_dir, add_model_arguments, add_training_settings, error, media_config, model_config,
     positive_int, resolve_splits,
 )  # fmt: skip
-from mmsent.config import DataConfig, MediaConfig, TextConfig, TrainConfig
+from mmsent.config import DataConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
 
 
@@ -33,6 +33,8 @@ def add_parsers(commands) -> None:
     train.add_argument("--tensorboard-dir", type=Path, help="TensorBoard logs (default: /opt/ml/output/tensorboard in a job, else runs/RUN/tensorboard)")
     train.add_argument("--checkpoint-dir", type=Path, help="checkpoints, and where a restarted run resumes from "
                        "(default: /opt/ml/checkpoints in a job, else runs/RUN/checkpoints)")
+    train.add_argument("--cache-dir", type=Path, help="decode every clip once into this media cache (built or "
+                       "updated first) and train from it; frozen backbones then run once. Default: decode every epoch")
     train.add_argument("--run-name", help="names the local runs/ folder (default: the start time; give it to resume a run)")
     add_training_settings(train)
     train.set_defaults(run=_run_train)
@@ -74,14 +76,8 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
         splits, on_sample = resolve_splits(args, env)
     except (DatasetLayoutError, MeldFormatError) as problem:
         return error(str(problem))
-    media_defaults = {k: v for k, v in SAMPLE_MEDIA.items() if not given(args, k)} if on_sample else {}
-    if media_defaults:
-        print(f"built-in sample: {media_defaults} (set --num-frames/--frame-size to change)", file=sys.stderr)
-    data_cfg = DataConfig(
-        text=config_from_args(TextConfig, args),
-        media=config_from_args(MediaConfig, args, **media_defaults),
-        modalities=model_cfg.modalities,
-    )
+    data_cfg = DataConfig(text=config_from_args(TextConfig, args), media=media_config(args, on_sample),
+                          modalities=model_cfg.modalities)  # fmt: skip
     paths = _run_paths(args, env)
     try:
         train(splits, data_cfg, model_cfg, train_cfg, paths, dist)
@@ -111,6 +107,7 @@ def _run_paths(args: argparse.Namespace, env: Environment):
         tensorboard_dir=args.tensorboard_dir or env.tensorboard_dir or run / "tensorboard",
         output_dir=args.output_data_dir or env.output_data_dir or run / "output",
         checkpoint_dir=args.checkpoint_dir or env.checkpoint_dir or run / "checkpoints",
+        cache_dir=args.cache_dir,
     )
 
 

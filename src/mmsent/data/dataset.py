@@ -10,22 +10,29 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from mmsent.config import DataConfig
+from mmsent.data.cache import CachedItem, SplitCache
 from mmsent.data.layout import SplitFiles
 from mmsent.data.media import decode_clip, empty_frames, empty_log_mel, frames_to_tensor, log_mel
 from mmsent.data.meld import Utterance, read_meld_csv
 
 
 class MeldDataset(Dataset):
-    """Items of one split. Text is tokenised once up front; clips are decoded when an item is read."""
+    """Items of one split. Text is tokenised once up front. Media come from, in order of preference:
+    precomputed backbone outputs (`use_features`: the item carries `video_features`/`text_features`
+    instead of frames/tokens), the decoded-media cache (`media_cache`), or decoding the clip."""
 
-    def __init__(self, utterances: Sequence[Utterance], split: SplitFiles | None, tokenizer, cfg: DataConfig) -> None:
+    def __init__(self, utterances: Sequence[Utterance], split: SplitFiles | None, tokenizer, cfg: DataConfig,
+                 media_cache: SplitCache | None = None) -> None:
         self.utterances = list(utterances)
         self.split = split
         self.cfg = cfg
+        self.media_cache = media_cache
+        self.features: dict[str, np.ndarray] = {}  # modality -> (items, dim) backbone outputs
         self.use_text = "text" in cfg.modalities
         self.use_video = "video" in cfg.modalities
         self.use_audio = "audio" in cfg.modalities
@@ -41,8 +48,20 @@ class MeldDataset(Dataset):
             self.attention_mask = encoded["attention_mask"]
 
     @classmethod
-    def from_split(cls, split: SplitFiles, tokenizer, cfg: DataConfig) -> "MeldDataset":
-        return cls(read_meld_csv(split.csv_path), split, tokenizer, cfg)
+    def from_split(cls, split: SplitFiles, tokenizer, cfg: DataConfig, media_cache: SplitCache | None = None) -> "MeldDataset":
+        utterances = read_meld_csv(split.csv_path)
+        if media_cache is not None and media_cache.rows != len(utterances):
+            raise ValueError(f"the media cache for {split.csv_path} holds {media_cache.rows} rows, the CSV {len(utterances)}")
+        return cls(utterances, split, tokenizer, cfg, media_cache)
+
+    def use_features(self, modality: str, features: np.ndarray) -> None:
+        """Serve this modality's frozen-backbone outputs instead of its raw input from now on (with a
+        media cache only: presence flags and issues come from it without reading the frames)."""
+        if self.media_cache is None and modality == "video":
+            raise ValueError("cached video features need the media cache beside them")
+        if len(features) != len(self):
+            raise ValueError(f"{len(features)} {modality} feature rows for {len(self)} items")
+        self.features[modality] = features
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -55,21 +74,35 @@ class MeldDataset(Dataset):
             "sentiment": utterance.sentiment,
             "issues": (),
         }
-        if self.use_text:
+        if "text" in self.features:
+            item["text_features"] = torch.from_numpy(np.array(self.features["text"][index], dtype=np.float32))
+        elif self.use_text:
             item["input_ids"] = self.input_ids[index]
             item["attention_mask"] = self.attention_mask[index]
         if self.use_video or self.use_audio:
             media = self.cfg.media
-            clip_path = self.split.clip_path(utterance.clip_name) if self.split is not None else None
-            clip = decode_clip(clip_path, media, video=self.use_video, audio=self.use_audio)
+            need_frames = self.use_video and "video" not in self.features
+            clip = self._media(index, need_frames)
             item["issues"] = clip.issues
             if self.use_video:
-                item["video_present"] = clip.has_video
-                item["frames"] = frames_to_tensor(clip.frames) if clip.has_video else empty_frames(media)
+                item["video_present"] = clip.video_present
+                if not need_frames:
+                    item["video_features"] = torch.from_numpy(np.array(self.features["video"][index], dtype=np.float32))
+                else:
+                    item["frames"] = frames_to_tensor(clip.frames) if clip.video_present else empty_frames(media)
             if self.use_audio:
-                item["audio_present"] = clip.has_audio
-                item["log_mel"] = log_mel(clip.waveform, media) if clip.has_audio else empty_log_mel(media)
+                item["audio_present"] = clip.audio_present
+                item["log_mel"] = clip.log_mel if clip.audio_present else empty_log_mel(media)
         return item
+
+    def _media(self, index: int, need_frames: bool) -> CachedItem:
+        """The clip's frames and log-mel: read from the cache when there is one, else decoded."""
+        if self.media_cache is not None:
+            return self.media_cache.item(index, frames=need_frames)
+        path = self.split.clip_path(self.utterances[index].clip_name) if self.split is not None else None
+        clip = decode_clip(path, self.cfg.media, video=self.use_video, audio=self.use_audio)
+        mel = log_mel(clip.waveform, self.cfg.media) if clip.has_audio else None
+        return CachedItem(clip.frames, mel, clip.has_video, clip.has_audio, clip.issues)
 
     def labels(self, task: str) -> list[int]:
         """A head's labels read from the CSV, without decoding a single clip (for class weights)."""
@@ -90,10 +123,12 @@ def collate(items: list[dict]) -> dict:
         width = max(int(mask.sum(dim=1).max()), 1)
         batch["attention_mask"] = mask[:, :width]
         batch["input_ids"] = torch.stack([item["input_ids"] for item in items])[:, :width]
-    for key, present in (("frames", "video_present"), ("log_mel", "audio_present")):
+    for key, present in (("frames", "video_present"), ("video_features", "video_present"), ("log_mel", "audio_present"),
+                         ("text_features", None)):  # fmt: skip
         if key in first:
             batch[key] = torch.stack([item[key] for item in items])
-            batch[present] = torch.tensor([item[present] for item in items], dtype=torch.bool)
+            if present is not None:
+                batch[present] = torch.tensor([item[present] for item in items], dtype=torch.bool)
     return batch
 
 

@@ -1,9 +1,16 @@
 """One-pass media decoding with PyAV (which bundles FFmpeg): no system ffmpeg, no temporary files.
 
 Each clip is opened once and its packets demuxed once. Video frames are sampled evenly across the
-whole clip (the frame nearest each of N evenly spaced instants, not the first N), resized so that the
-short side fits, centre-cropped and converted to RGB; only the chosen frames are converted. Audio is
-downmixed to mono and resampled to the target rate by FFmpeg's resampler, whatever its channel layout.
+whole clip (the frame nearest each of N evenly spaced instants, by timestamp, not the first N),
+resized so that the short side fits, centre-cropped and converted to RGB; only the chosen frames are
+converted. Audio is downmixed to mono and resampled to the target rate by FFmpeg's resampler,
+whatever its channel layout. Demuxing stops once the last target frame and enough audio are in.
+
+Short H.264 clips hold one keyframe, so sampling across the clip means decoding it all. What can
+be skipped is decoding the frames nothing else refers to (FFmpeg's `skip_frame = NONREF`: most
+B-frames, about half of a broadcast encode): the nearest decoded frame is then at most a frame or
+two from each target. When a clip's frames fall further apart than `MAX_FRAME_OFFSET` allows, it
+is decoded again in full, so sampling never drifts more than that from the even spacing.
 
 Broken media never raises: a missing, empty, unreadable, truncated or stream-less clip gives
 `None` for the modality it lacks and names the problem in `DecodedClip.issues`, so that the dataset
@@ -46,6 +53,9 @@ ISSUES: tuple[str, ...] = (
 
 # Above this many unfilled sampling targets, the stream ended early rather than by rounding.
 _SHORT_TOLERANCE_FRAMES = 1
+# How far (in frame intervals) a frame sampled with non-reference frames skipped may lie from its
+# target before the clip is decoded again in full.
+MAX_FRAME_OFFSET = 2.0
 
 
 @dataclass(frozen=True)
@@ -66,9 +76,10 @@ class DecodedClip:
 
 
 def decode_clip(
-    path: Path | None, cfg: MediaConfig, *, video: bool = True, audio: bool = True
+    path: Path | None, cfg: MediaConfig, *, video: bool = True, audio: bool = True, skip_nonref: bool = True
 ) -> DecodedClip:
-    """Decode one clip in one pass; never raises for broken media (see the module docstring)."""
+    """Decode one clip in one pass; never raises for broken media (see the module docstring).
+    `skip_nonref` False decodes every frame (the exact nearest frame to each target)."""
     if path is None or not Path(path).is_file():
         return DecodedClip(None, None, None, None, (MISSING,))
     if Path(path).stat().st_size == 0:
@@ -78,10 +89,15 @@ def decode_clip(
     except (av.FFmpegError, OSError, ValueError):
         return DecodedClip(None, None, None, None, (UNREADABLE,))
     with container:
-        return _decode_open(container, cfg, want_video=video, want_audio=audio)
+        clip, offset = _decode_open(container, cfg, want_video=video, want_audio=audio, skip_nonref=skip_nonref)
+    if skip_nonref and offset > MAX_FRAME_OFFSET:
+        return decode_clip(path, cfg, video=video, audio=audio, skip_nonref=False)
+    return clip
 
 
-def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, *, want_video: bool, want_audio: bool) -> DecodedClip:
+def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, *, want_video: bool, want_audio: bool,
+                 skip_nonref: bool) -> tuple[DecodedClip, float]:
+    """The clip, and how far (in frame intervals) the farthest sampled frame lies from its target."""
     issues: list[str] = []
     video_stream = container.streams.video[0] if container.streams.video else None
     audio_stream = container.streams.audio[0] if container.streams.audio else None
@@ -95,7 +111,10 @@ def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, *, wa
     sampler = None
     if want_video and video_stream is not None:
         video_stream.thread_type = "AUTO"  # frame and slice threads: FFmpeg's decoders scale with cores
-        sampler = _EvenFrameSampler(cfg, duration, _start_time(video_stream))
+        rate = video_stream.average_rate or video_stream.guessed_rate
+        if skip_nonref and rate:
+            video_stream.codec_context.skip_frame = "NONREF"
+        sampler = _EvenFrameSampler(cfg, duration, _start_time(video_stream), float(rate) if rate else None)
     collector = None
     if want_audio and audio_stream is not None:
         collector = _AudioCollector(cfg)
@@ -104,6 +123,8 @@ def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, *, wa
     if streams:
         try:
             for packet in container.demux(streams):
+                if (sampler is None or sampler.done) and (collector is None or collector.full):
+                    break  # every target frame and enough audio: the rest is not needed
                 if packet.stream is audio_stream and collector.full:
                     continue  # enough audio: skip decoding the rest, the video still needs every packet
                 try:
@@ -135,7 +156,8 @@ def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, *, wa
         else:
             if waveform is None:
                 issues.append(NO_AUDIO_SAMPLES)
-    return DecodedClip(frames, waveform, duration, audio_channels, tuple(issues))
+    offset = sampler.worst_offset_frames if sampler is not None else 0.0
+    return DecodedClip(frames, waveform, duration, audio_channels, tuple(issues)), offset
 
 
 def _add(issues: list[str], issue: str) -> None:
@@ -164,8 +186,10 @@ class _EvenFrameSampler:
     so the cost over a bare decode is N small conversions.
     """
 
-    def __init__(self, cfg: MediaConfig, duration: float | None, start: float) -> None:
+    def __init__(self, cfg: MediaConfig, duration: float | None, start: float, frame_rate: float | None) -> None:
         self.cfg = cfg
+        self.frame_rate = frame_rate
+        self.worst_offset_frames = 0.0  # the farthest a chosen frame lies from its target, in frame intervals
         self.start = start
         self.duration = duration
         self.count = cfg.num_frames
@@ -185,10 +209,17 @@ class _EvenFrameSampler:
         while len(self.chosen) < self.count and time >= self.targets[len(self.chosen)]:
             target = self.targets[len(self.chosen)]
             if self.previous is not None and target - self.previous[0] <= time - target:
-                self.chosen.append(self._rgb(self.previous[1]))
+                chosen_time, chosen = self.previous
             else:
-                self.chosen.append(self._rgb(frame))
+                chosen_time, chosen = time, frame
+            self.chosen.append(self._rgb(chosen))
+            if self.frame_rate:
+                self.worst_offset_frames = max(self.worst_offset_frames, abs(chosen_time - target) * self.frame_rate)
         self.previous = (time, frame)
+
+    @property
+    def done(self) -> bool:
+        return self.targets is not None and len(self.chosen) == self.count
 
     def result(self) -> tuple[np.ndarray | None, int]:
         """The (T, H, W, 3) frames and how many targets lay beyond the last decoded frame."""

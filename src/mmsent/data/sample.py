@@ -253,8 +253,10 @@ def _audio(cue: int, seconds: float, cfg: SampleConfig, rng: np.random.Generator
 
 
 def encode_clip(path: Path, frames: np.ndarray | None, fps: int, audio: np.ndarray | None = None,
-                audio_rate: int = 48_000, crf: int = 28) -> None:
+                audio_rate: int = 48_000, crf: int = 28, preset: str = "ultrafast") -> None:
     """Write an H.264 + AAC mp4: frames (T, H, W, 3) uint8 RGB, audio (channels, samples) float32.
+    `preset` is x264's: ultrafast writes no B-frames; veryfast and slower ones do, as broadcast
+    encodes like MELD's do.
 
     Audio of 1, 2 or 6 channels is written as mono, stereo or 5.1. None leaves that stream out.
     """
@@ -266,7 +268,7 @@ def encode_clip(path: Path, frames: np.ndarray | None, fps: int, audio: np.ndarr
             video = out.add_stream("libx264", rate=fps)
             video.height, video.width = frames.shape[1:3]
             video.pix_fmt = "yuv420p"
-            video.options = {"preset": "ultrafast", "crf": str(crf)}
+            video.options = {"preset": preset, "crf": str(crf)}
         sound = None
         if audio is not None:
             sound = out.add_stream("aac", rate=audio_rate)

@@ -22,11 +22,14 @@ class TextEncoder(nn.Module):
         self.backbone = load_text_backbone(source, pretrained)
         self.projection = _projection(self.backbone.config.hidden_size, embed_dim, dropout)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The backbone's output, mean-pooled: what a frozen text backbone's cache holds."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return self.projection(pooled)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.features(input_ids, attention_mask))
 
 
 class VideoEncoder(nn.Module):
@@ -47,8 +50,11 @@ class VideoEncoder(nn.Module):
         self.backbone.fc = nn.Identity()
         self.projection = _projection(features, embed_dim, dropout)
 
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.backbone(frames)
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.backbone(frames))
+        return self.projection(self.features(frames))
 
 
 class AudioEncoder(nn.Module):
@@ -69,5 +75,8 @@ class AudioEncoder(nn.Module):
         self.backbone = nn.Sequential(*layers)
         self.projection = _projection(previous, embed_dim, dropout)
 
+    def features(self, log_mel: torch.Tensor) -> torch.Tensor:
+        return self.backbone(log_mel.unsqueeze(1))
+
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.backbone(log_mel.unsqueeze(1)))
+        return self.projection(self.features(log_mel))

@@ -3,6 +3,9 @@
 An absent modality (a missing or broken clip) must not inject garbage: its embedding is multiplied
 by its presence mask (0 or 1) after the projection, so neither its input nor the projection's bias
 reaches the fusion layer, and the masks themselves are fed in so the model knows what it lacks.
+
+A batch may carry a frozen backbone's outputs (`video_features`, `text_features`, computed once and
+cached) instead of its raw input: the backbone is then skipped and only the projection runs.
 """
 
 from __future__ import annotations
@@ -63,7 +66,10 @@ class MultimodalSentimentModel(nn.Module):
         masks = []
         for name, encoder in self.encoders.items():
             input_names, mask_name = INPUTS[name]
-            embedding = encoder(*(batch[key] for key in input_names))
+            features = batch.get(f"{name}_features")
+            if features is None:
+                features = encoder.features(*(batch[key] for key in input_names))
+            embedding = encoder.projection(features)
             if mask_name is not None:
                 mask = batch[mask_name].to(embedding.dtype).unsqueeze(1)
                 embedding = embedding * mask
@@ -72,10 +78,13 @@ class MultimodalSentimentModel(nn.Module):
         fused = self.fusion(torch.cat(parts + masks, dim=1))
         return {task: head(fused) for task, head in self.heads.items()}
 
-    def input_names(self) -> list[str]:
+    def input_names(self, batch: dict | None = None) -> list[str]:
+        """The batch keys forward reads (with `batch`: cached features where the batch has them)."""
         names = []
         for name in self.encoders:
             inputs, mask = INPUTS[name]
+            if batch is not None and f"{name}_features" in batch:
+                inputs = (f"{name}_features",)
             names += [*inputs, *([mask] if mask else [])]
         return names
 

@@ -8,6 +8,9 @@ Features and the settings that turn them on (all in TrainConfig unless named oth
 - Label smoothing, gradient clipping, dropout (ModelConfig): `label_smoothing`, `grad_clip`.
 - Mixed precision on CUDA: `amp`. Gradient accumulation: `grad_accum_steps`.
 - Parallel decoding: `num_workers` (with pinned memory and persistent workers on CUDA).
+- Decode once: with a cache folder (RunPaths.cache_dir) every clip is decoded once into the
+  memory-mapped media cache (built, resumed or rebuilt as needed) and read from it; frozen
+  backbones then run once per dataset and their outputs are reused (`cache_embeddings`).
 - Quick experiments: `max_train_samples`. Early stopping on validation emotion weighted F1:
   `early_stopping_patience`. Repeatable runs on CPU: `seed`.
 - Checkpoints at every epoch's end and every `checkpoint_every_steps` optimizer steps, the newest
@@ -55,6 +58,7 @@ from mmsent.training.checkpoint import (
     load_trainable, rng_state, set_rng_state, trainable_state,
 )  # fmt: skip
 from mmsent.training.distributed import DistInfo
+from mmsent.training.embeddings import attach_frozen_features
 from mmsent.training.metrics import curves_figure, format_head_metrics, save_confusion_pngs, save_figure
 from mmsent.training.precision import choose_precision
 from mmsent.training.progress import Progress
@@ -81,6 +85,7 @@ class RunPaths:
     tensorboard_dir: Path  # TensorBoard event files
     output_dir: Path  # everything else worth keeping: per-epoch history
     checkpoint_dir: Path  # checkpoints to resume from (/opt/ml/checkpoints in a SageMaker job)
+    cache_dir: Path | None = None  # the decoded-media cache; None decodes every clip every epoch
 
 
 def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig,
@@ -98,8 +103,9 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     # Data: text is tokenised once; clips are decoded by the loader's workers. Every rank reads its
     # own share in an order fixed by (seed, epoch), which is what lets a run resume mid-epoch.
     tokenizer = load_tokenizer(model_cfg.text_model)
-    train_set = MeldDataset.from_split(splits["train"], tokenizer, data_cfg)
-    val_set = MeldDataset.from_split(splits["dev"], tokenizer, data_cfg)
+    caches = _media_caches(splits, data_cfg, cfg, paths, dist, say)
+    datasets = {split: MeldDataset.from_split(files, tokenizer, data_cfg, caches.get(split)) for split, files in splits.items()}
+    train_set, val_set = datasets["train"], datasets["dev"]
     train_items = train_set
     if cfg.max_train_samples is not None and cfg.max_train_samples < len(train_set):
         chosen = np.random.default_rng(cfg.seed).choice(len(train_set), cfg.max_train_samples, replace=False)
@@ -116,6 +122,10 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     if "video" in model_cfg.freeze and "video" in model_cfg.modalities and model_cfg.video_weights == "none":
         say("note: the video backbone is frozen with random weights: a fixed random feature extractor "
             "(--video-weights kinetics400 or PATH gives pretrained features)")  # fmt: skip
+    if cfg.cache_embeddings:
+        served = attach_frozen_features(model, datasets, data_cfg, cfg.batch_size, device, dist, say)
+        if served:
+            say(f"frozen {', '.join(served)} backbone outputs come from the cache: each epoch trains the rest only")
     trained = _wrap_ddp(model, dist, device)  # what the training step calls; `model` itself for everything else
     positions = _positions(train_items)
     class_weights = {
@@ -261,7 +271,7 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     final = {"best_epoch": state.best_epoch, "epochs_run": len(state.history), "validation": best["validation"],
              "skipped_steps": state.skipped_steps}  # fmt: skip
     if "test" in splits:
-        test_set = MeldDataset.from_split(splits["test"], tokenizer, data_cfg)
+        test_set = datasets["test"]
         test_loader = make_loader(test_set, cfg, device, sampler=ResumableSampler(test_set, dist, shuffle=False))
         final["test"] = _evaluate(model, test_loader, device, precision, dist, loss_fn)
     if dist.is_main:
@@ -296,6 +306,24 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return max(self.num_samples - self.skip, 0)
+
+
+def _media_caches(splits: dict[str, SplitFiles], data_cfg: DataConfig, cfg: TrainConfig, paths: RunPaths,
+                  dist: DistInfo, say) -> dict:
+    """Readers of the media cache, brought up to date first by one process per machine."""
+    if paths.cache_dir is None or data_cfg.modalities == ("text",):
+        return {}
+    from mmsent.data.cache import build_cache
+
+    workers = max(cfg.num_workers, 1)
+    if dist.local_rank == 0:
+        caches = build_cache(splits, data_cfg.media, paths.cache_dir, workers, say=say)
+    distributed.barrier(dist)
+    if dist.local_rank != 0:
+        caches = build_cache(splits, data_cfg.media, paths.cache_dir, workers, progress=False, say=_silent)  # finds it complete
+    if caches:
+        say(f"media cache: {paths.cache_dir} ({', '.join(caches)})")
+    return caches
 
 
 def _evaluate(model, loader, device, precision, dist: DistInfo, loss_fn, should_stop=None) -> dict:

@@ -55,7 +55,7 @@ class TensorBoardLog:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracing warns about every data-dependent branch
-                tensors = {name: batch[name] for name in model.input_names()}
+                tensors = {name: batch[name] for name in model.input_names(batch)}
                 self.writer.add_graph(model, (tensors,), use_strict_trace=False)
         except Exception as error:  # noqa: BLE001 - a graph is a nicety; training goes on
             print(f"note: the model graph could not be traced for TensorBoard ({type(error).__name__}: {error})")

@@ -1,0 +1,226 @@
+"""The decoded-media cache: every clip decoded once, then read back from memory-mapped arrays.
+
+    CACHE/manifest.json           format version, decode settings, and per split: the dataset
+                                  fingerprint, the row count and whether it is complete
+    CACHE/<split>/frames.npy      (N, T, S, S, 3) uint8 RGB, as decode_clip samples them
+    CACHE/<split>/log_mel.npy     (N, n_mels, mel_frames) float16 decibels
+    CACHE/<split>/present.npy     (N, 2) bool: video present, audio present
+    CACHE/<split>/issues.npy      (N,) uint16: bit i set means media.ISSUES[i]
+    CACHE/<split>/done.npy        (N,) bool: the item is written and flushed to disk
+    CACHE/<split>/embeddings/     frozen-backbone outputs (training.embeddings)
+
+A split's fingerprint covers its CSV's bytes and every clip's name, size and modification time;
+with the decode settings and the format version it decides whether the cache still describes the
+data. A stale split is rebuilt, never used. Items are marked done only after their arrays are
+flushed, so an interrupted build resumes where it stopped and a half-written split is never read
+as complete: readers accept only a split the manifest calls complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmsent.config import MediaConfig
+from mmsent.data.layout import SplitFiles
+from mmsent.data.media import ISSUES, decode_clip, log_mel
+from mmsent.data.meld import read_meld_csv
+from mmsent.model_dir import write_json_atomic
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_FLUSH_EVERY = 32  # items between flushes: what an interruption can cost to redo
+
+
+class CacheError(ValueError):
+    """A cache folder that cannot be used; the message says why."""
+
+
+def split_fingerprint(files: SplitFiles) -> str:
+    """SHA-256 over the CSV's bytes and each clip's name, size and modification time."""
+    digest = hashlib.sha256(files.csv_path.read_bytes())
+    for utterance in read_meld_csv(files.csv_path):
+        path = files.clip_path(utterance.clip_name)
+        try:
+            stat = path.stat() if path is not None else None
+        except OSError:
+            stat = None
+        digest.update(f"{utterance.clip_name}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1};".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedItem:
+    frames: np.ndarray | None  # (T, S, S, 3) uint8, None when the video is absent
+    log_mel: torch.Tensor | None  # (n_mels, mel_frames) float32, None when the audio is absent
+    video_present: bool
+    audio_present: bool
+    issues: tuple[str, ...]
+
+
+class SplitCache:
+    """One complete split of the cache, read through memory maps opened on first use (so each
+    DataLoader worker maps the files itself)."""
+
+    def __init__(self, folder: Path, rows: int, media: MediaConfig) -> None:
+        self.folder, self.rows, self.media = Path(folder), rows, media
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r")
+                            for name in ("frames", "log_mel", "present", "issues")}  # fmt: skip
+        return self._arrays
+
+    def item(self, index: int, frames: bool = True) -> CachedItem:
+        a = self.arrays()
+        video_present, audio_present = (bool(v) for v in a["present"][index])
+        return CachedItem(
+            frames=np.array(a["frames"][index]) if frames and video_present else None,
+            log_mel=torch.from_numpy(a["log_mel"][index].astype(np.float32)) if audio_present else None,
+            video_present=video_present,
+            audio_present=audio_present,
+            issues=decode_issues(int(a["issues"][index])),
+        )
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_arrays": None}  # memory maps are re-opened, not pickled
+
+
+def encode_issues(issues: tuple[str, ...]) -> int:
+    return sum(1 << ISSUES.index(issue) for issue in issues)
+
+
+def decode_issues(bits: int) -> tuple[str, ...]:
+    return tuple(issue for i, issue in enumerate(ISSUES) if bits >> i & 1)
+
+
+def build_cache(splits: dict[str, SplitFiles], media: MediaConfig, folder: Path, workers: int = 1,
+                progress: bool | None = None, say=print) -> dict[str, SplitCache]:
+    """Bring the cache at `folder` up to date for every split with clips (reuse, resume or rebuild)
+    and return a reader for each. Text-only splits (no clip folder) are left out."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = _read_manifest(folder)
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("media") != asdict(media):
+        if manifest.get("splits"):
+            say(f"cache {folder}: written with other decode settings or format; rebuilding it")
+        for split in list(manifest.get("splits", {})):
+            shutil.rmtree(folder / split, ignore_errors=True)
+        manifest = {"format_version": FORMAT_VERSION, "media": asdict(media), "splits": {}}
+    readers = {}
+    for split, files in splits.items():
+        if files.clip_dir is None:
+            continue
+        fingerprint = split_fingerprint(files)
+        rows = len(read_meld_csv(files.csv_path))
+        entry = manifest["splits"].get(split)
+        if entry is not None and entry["fingerprint"] == fingerprint and entry["complete"]:
+            readers[split] = SplitCache(folder / split, rows, media)
+            continue
+        if entry is None or entry["fingerprint"] != fingerprint or not (folder / split / "done.npy").is_file():
+            if entry is not None:
+                say(f"cache {folder}: the {split} split changed since it was cached; rebuilding it")
+            _create_split(folder / split, rows, media)
+            manifest["splits"][split] = {"fingerprint": fingerprint, "rows": rows, "csv": str(files.csv_path), "complete": False}
+            write_json_atomic(folder / MANIFEST, manifest)
+        _fill_split(folder / split, files, media, workers, progress, say)
+        manifest["splits"][split]["complete"] = True
+        write_json_atomic(folder / MANIFEST, manifest)  # written last: only now do readers accept the split
+        readers[split] = SplitCache(folder / split, rows, media)
+    return readers
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not path.is_file():
+        if any(folder.iterdir()):
+            raise CacheError(f"{folder}: not empty and not an mmsent cache (no {MANIFEST}); give an empty or new folder")
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise CacheError(f"{path}: unreadable ({error}); delete the folder to rebuild the cache") from error
+
+
+def _create_split(folder: Path, rows: int, media: MediaConfig) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shapes = {
+        "frames": ((rows, media.num_frames, media.frame_size, media.frame_size, 3), np.uint8),
+        "log_mel": ((rows, media.n_mels, media.mel_frames), np.float16),
+        "present": ((rows, 2), np.bool_),
+        "issues": ((rows,), np.uint16),
+        "done": ((rows,), np.bool_),
+    }
+    for name, (shape, dtype) in shapes.items():
+        array = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+        array.flush()
+        del array
+
+
+def _fill_split(folder: Path, files: SplitFiles, media: MediaConfig, workers: int, progress: bool | None, say) -> None:
+    from tqdm import tqdm
+
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r+") for name in ("frames", "log_mel", "present", "issues", "done")}
+    utterances = read_meld_csv(files.csv_path)
+    todo = [i for i in range(len(utterances)) if not arrays["done"][i]]
+    if len(todo) < len(utterances):
+        say(f"cache {folder}: resuming, {len(utterances) - len(todo)} of {len(utterances)} clips already done")
+    paths = [files.clip_path(utterances[i].clip_name) for i in todo]
+    disable = None if progress is None else not progress
+    pending: list[int] = []
+
+    def flush() -> None:
+        # Data first, then the done marks: a mark never points at unwritten data.
+        for name in ("frames", "log_mel", "present", "issues"):
+            arrays[name].flush()
+        arrays["done"][pending] = True
+        arrays["done"].flush()
+        pending.clear()
+
+    with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread) if workers > 1 else _Inline() as pool:
+        results = pool.map(_decode_for_cache, paths, [media] * len(paths), chunksize=2)
+        for index, (frames, mel, present, issues) in zip(todo, tqdm(results, total=len(todo), desc=f"cache {files.split}",
+                                                                    unit="clip", disable=disable)):  # fmt: skip
+            if frames is not None:
+                arrays["frames"][index] = frames
+            if mel is not None:
+                arrays["log_mel"][index] = mel
+            arrays["present"][index] = present
+            arrays["issues"][index] = issues
+            pending.append(index)
+            if len(pending) >= _FLUSH_EVERY:
+                flush()
+        flush()
+
+
+def _decode_for_cache(path: Path | None, media: MediaConfig):
+    clip = decode_clip(path, media)
+    mel = log_mel(clip.waveform, media).numpy().astype(np.float16) if clip.has_audio else None
+    return clip.frames, mel, (clip.has_video, clip.has_audio), encode_issues(clip.issues)
+
+
+def _one_thread() -> None:
+    """A pool worker: one torch thread, so N workers use N cores, not N squared."""
+    torch.set_num_threads(1)
+
+
+class _Inline:
+    """`map` in this process, for one worker (no pool to start, easy to profile)."""
+
+    def __enter__(self) -> "_Inline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def map(self, fn, *iterables, chunksize: int = 1):
+        return map(fn, *iterables)
