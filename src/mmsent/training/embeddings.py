@@ -61,7 +61,9 @@ def _compute(model: MultimodalSentimentModel, modality: str, dataset: MeldDatase
     was_training = encoder.training
     encoder.eval()
     inputs = INPUTS[modality][0]
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    # Its own generator: a loader without one draws from the global RNG, which would shift every
+    # dropout mask after it and make cached and uncached runs differ.
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, generator=torch.Generator().manual_seed(0))
     chunks = []
     for batch in loader:
         batch = to_device(batch, device)
