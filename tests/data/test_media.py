@@ -164,3 +164,33 @@ def test_nothing_is_written_next_to_the_input(clips):
 def test_media_settings_must_be_positive(field):
     with pytest.raises(ValueError, match=field):
         MediaConfig(**{field: 0})
+
+
+def _decoded_with_nonref_skipped(path: Path) -> int:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONREF"
+        return sum(len(packet.decode()) for packet in container.demux(stream))
+
+
+def test_skipping_non_reference_frames_keeps_samples_within_two_frames(tmp_path):
+    path = tmp_path / "bframes.mp4"
+    encode_clip(path, _numbered_frames(), FPS, _tone(4.0, 2), preset="veryfast", x264_params="bframes=3:b-adapt=0:scenecut=0:weightp=0")
+    assert _decoded_with_nonref_skipped(path) <= FRAMES * 0.8  # the clip really has frames to skip
+    cfg = MediaConfig(num_frames=8)
+    targets = [(i + 0.5) * FRAMES / 8 for i in range(8)]
+    fast, exact = decode_clip(path, cfg), decode_clip(path, cfg, skip_nonref=False)
+    assert all(abs(a - t) <= media.MAX_FRAME_OFFSET for a, t in zip(_frame_indices(fast.frames), targets))
+    assert all(abs(a - t) <= 0.5 for a, t in zip(_frame_indices(exact.frames), targets))
+    assert fast.issues == exact.issues == () and fast.audio_channels == exact.audio_channels == 2
+    assert np.array_equal(fast.waveform, exact.waveform)
+
+
+def test_frames_too_far_apart_once_skipped_mean_a_full_decode(tmp_path):
+    path = tmp_path / "long-b-runs.mp4"
+    # Seven B-frames in a row, none a reference (no scene cuts for the changing brightness to force):
+    # skipping them leaves gaps of eight frames.
+    encode_clip(path, _numbered_frames(), FPS, None, preset="veryfast", x264_params="bframes=7:b-adapt=0:b-pyramid=none:scenecut=0:weightp=0")
+    assert _decoded_with_nonref_skipped(path) <= FRAMES // 6
+    cfg = MediaConfig(num_frames=8)
+    assert np.array_equal(decode_clip(path, cfg).frames, decode_clip(path, cfg, skip_nonref=False).frames)

@@ -14,9 +14,12 @@ from tests.test_cli import mmsent
 def test_local_job_trains_through_the_toolkit_and_writes_what_the_service_would(sample_dir, tmp_path):
     base = tmp_path / "job"
     result = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", str(base), "--job-name", "local-1",
-                    "--", "--epochs", "1", "--max-train-samples", "16", *TINY_TRAINING)  # fmt: skip
+                    "--", "--epochs", "1", "--max-train-samples", "16", *TINY_TRAINING,
+                    "--cache-dir", str(tmp_path / "instance-disk" / "cache"))  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "local job local-1: Completed" in result.stdout
+    # The job built its media cache at start-up (on the instance's disk) and trained from it.
+    assert json.loads((tmp_path / "instance-disk" / "cache" / "manifest.json").read_text())["splits"]["train"]["complete"]
     # The toolkit rendered the hyperparameters as arguments and ran our packaged entry point.
     assert "Invoking script with the following command" in result.stdout + result.stderr
     assert "-- mmsent_train.py --audio-seconds 2 --batch-size 8 --epochs 1" in (result.stdout + result.stderr).replace("\n", " ")

@@ -253,10 +253,11 @@ def _audio(cue: int, seconds: float, cfg: SampleConfig, rng: np.random.Generator
 
 
 def encode_clip(path: Path, frames: np.ndarray | None, fps: int, audio: np.ndarray | None = None,
-                audio_rate: int = 48_000, crf: int = 28, preset: str = "ultrafast") -> None:
+                audio_rate: int = 48_000, crf: int = 28, preset: str = "ultrafast",
+                x264_params: str | None = None) -> None:
     """Write an H.264 + AAC mp4: frames (T, H, W, 3) uint8 RGB, audio (channels, samples) float32.
     `preset` is x264's: ultrafast writes no B-frames; veryfast and slower ones do, as broadcast
-    encodes like MELD's do.
+    encodes like MELD's do. `x264_params` passes x264's own options through ("bframes=5:b-pyramid=none").
 
     Audio of 1, 2 or 6 channels is written as mono, stereo or 5.1. None leaves that stream out.
     """
@@ -268,7 +269,7 @@ def encode_clip(path: Path, frames: np.ndarray | None, fps: int, audio: np.ndarr
             video = out.add_stream("libx264", rate=fps)
             video.height, video.width = frames.shape[1:3]
             video.pix_fmt = "yuv420p"
-            video.options = {"preset": preset, "crf": str(crf)}
+            video.options = {"preset": preset, "crf": str(crf)} | ({"x264-params": x264_params} if x264_params else {})
         sound = None
         if audio is not None:
             sound = out.add_stream("aac", rate=audio_rate)

@@ -103,7 +103,10 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     # Data: text is tokenised once; clips are decoded by the loader's workers. Every rank reads its
     # own share in an order fixed by (seed, epoch), which is what lets a run resume mid-epoch.
     tokenizer = load_tokenizer(model_cfg.text_model)
+    setup_seconds = {}  # what decoding once costs up front, for metrics.json (and the benchmarks)
+    started = time.monotonic()
     caches = _media_caches(splits, data_cfg, cfg, paths, dist, say)
+    setup_seconds["media_cache"] = time.monotonic() - started
     datasets = {split: MeldDataset.from_split(files, tokenizer, data_cfg, caches.get(split)) for split, files in splits.items()}
     train_set, val_set = datasets["train"], datasets["dev"]
     train_items = train_set
@@ -123,7 +126,9 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
         say("note: the video backbone is frozen with random weights: a fixed random feature extractor "
             "(--video-weights kinetics400 or PATH gives pretrained features)")  # fmt: skip
     if cfg.cache_embeddings:
+        started = time.monotonic()
         served = attach_frozen_features(model, datasets, data_cfg, cfg.batch_size, device, dist, say)
+        setup_seconds["frozen_outputs"] = time.monotonic() - started
         if served:
             say(f"frozen {', '.join(served)} backbone outputs come from the cache: each epoch trains the rest only")
     trained = _wrap_ddp(model, dist, device)  # what the training step calls; `model` itself for everything else
@@ -269,7 +274,7 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     load_trainable(model, best_weights)  # the frozen weights it lacks never changed
     best = state.history[state.best_epoch - 1]
     final = {"best_epoch": state.best_epoch, "epochs_run": len(state.history), "validation": best["validation"],
-             "skipped_steps": state.skipped_steps}  # fmt: skip
+             "skipped_steps": state.skipped_steps, "setup_seconds": setup_seconds}  # fmt: skip
     if "test" in splits:
         test_set = datasets["test"]
         test_loader = make_loader(test_set, cfg, device, sampler=ResumableSampler(test_set, dist, shuffle=False))
