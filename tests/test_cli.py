@@ -99,3 +99,17 @@ def test_check_without_a_data_dir_builds_and_checks_the_built_in_sample(tmp_path
 def test_train_refuses_a_broken_torchrun_environment(tmp_path, env, message):
     result = mmsent("train", "--data-dir", str(tmp_path), env=env)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_cache_command_builds_then_reuses_and_refuses_text_only_data(sample_dir, tmp_path, meld_dir):
+    built = mmsent("cache", "--data-dir", str(sample_dir), "--cache-dir", str(tmp_path / "c"), "--num-frames", "2",
+                   "--frame-size", "32", "--workers", "2")  # fmt: skip
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert f"train: 30 clips in {tmp_path / 'c' / 'train'}" in built.stdout
+    assert "mmsent train --cache-dir" in built.stdout
+    stamp = (tmp_path / "c" / "train" / "frames.npy").stat().st_mtime_ns
+    again = mmsent("cache", "--data-dir", str(sample_dir), "--cache-dir", str(tmp_path / "c"), "--num-frames", "2",
+                   "--frame-size", "32")  # fmt: skip
+    assert again.returncode == 0 and (tmp_path / "c" / "train" / "frames.npy").stat().st_mtime_ns == stamp
+    text_only = mmsent("cache", "--data-dir", str(meld_dir), "--cache-dir", str(tmp_path / "t"))
+    assert text_only.returncode == 2 and "no clips to cache: the data is text-only" in text_only.stderr
