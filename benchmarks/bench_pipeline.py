@@ -166,10 +166,11 @@ def run_training(mode: str, freeze: str, root: Path) -> dict:
     cfg = TrainConfig(epochs=2, batch_size=8, num_workers=0, cache_embeddings=mode == "cached_outputs", log_every=1000)
     data_cfg = DataConfig(media=MediaConfig())
     model_cfg = ModelConfig(freeze=tuple(freeze.split(",")))
-    final = _quietly(lambda: train(find_splits(root), data_cfg, model_cfg, cfg, paths))
+    _quietly(lambda: train(find_splits(root), data_cfg, model_cfg, cfg, paths))
     history = json.loads((out / "output" / "history.json").read_text())
+    setup = json.loads((out / "output" / "timings.json").read_text())["setup_seconds"]
     epochs = [entry["train"]["seconds"] for entry in history]
-    return {"epoch_seconds": epochs, "setup_seconds": sum(final["setup_seconds"].values()), "peak_rss_mb": _peak_rss_mb()}
+    return {"epoch_seconds": epochs, "setup_seconds": sum(setup.values()), "peak_rss_mb": _peak_rss_mb()}
 
 
 def _quietly(fn):

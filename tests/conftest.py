@@ -41,3 +41,20 @@ def tiny_model_dir(tmp_path_factory, sample_dir) -> Path:
                     "--output-data-dir", str(root / "output"), "--checkpoint-dir", str(root / "checkpoints"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "model"
+
+
+def assert_same_run_results(got_run: Path, expected_run: Path, loss_tolerance: float) -> dict:
+    """Two training runs' folders (model/metrics.json, output/history.json) end alike: same best
+    epoch, confusion matrices and F1, losses within `loss_tolerance`. Returns the first's metrics."""
+    import json
+
+    got, expected = (json.loads((run / "model" / "metrics.json").read_text()) for run in (got_run, expected_run))
+    assert got["best_epoch"] == expected["best_epoch"]
+    for split in ("validation", "test"):
+        assert got[split]["loss"] == pytest.approx(expected[split]["loss"], abs=loss_tolerance)
+        for task in ("emotion", "sentiment"):
+            assert got[split][task]["confusion_matrix"] == expected[split][task]["confusion_matrix"]
+            assert got[split][task]["weighted_f1"] == pytest.approx(expected[split][task]["weighted_f1"], abs=1e-6)
+    histories = [json.loads((run / "output" / "history.json").read_text()) for run in (got_run, expected_run)]
+    assert [h["train"]["loss"] for h in histories[0]] == pytest.approx([h["train"]["loss"] for h in histories[1]], abs=loss_tolerance)
+    return got

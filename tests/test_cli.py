@@ -33,7 +33,8 @@ def test_sample_then_data_check(tmp_path):
     report = json.loads(mmsent("data", "check", "--data-dir", str(out), "--json").stdout)
     train, dev, test = report["splits"]
     assert (train["rows"], dev["rows"], test["rows"]) == (24, 6, 6)
-    assert train["issues"] == {"empty_file": 1, "missing": 1, "no_audio_stream": 1, "shorter_than_header": 1}
+    # The truncated clip: its frames stop early, and its last packets fail to decode.
+    assert train["issues"] == {"corrupt_data": 1, "empty_file": 1, "missing": 1, "no_audio_stream": 1, "shorter_than_header": 1}
     assert train["audio_channels"] == {"2": 20, "6": 1}  # 24, less missing, empty, no audio, 5.1
     assert train["clips_ok"] == 20 and sum(train["emotions"].values()) == 24
     assert 1.5 <= train["duration_seconds"]["min"] <= train["duration_seconds"]["max"] <= 3.5

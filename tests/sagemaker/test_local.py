@@ -22,7 +22,7 @@ def test_local_job_trains_through_the_toolkit_and_writes_what_the_service_would(
     assert json.loads((tmp_path / "instance-disk" / "cache" / "manifest.json").read_text())["splits"]["train"]["complete"]
     # The toolkit rendered the hyperparameters as arguments and ran our packaged entry point.
     assert "Invoking script with the following command" in result.stdout + result.stderr
-    assert "-- mmsent_train.py --audio-seconds 2 --batch-size 8 --epochs 1" in (result.stdout + result.stderr).replace("\n", " ")
+    assert "-- mmsent_train.py --audio-seconds 2 --batch-size 8 --cache-dir " in (result.stdout + result.stderr).replace("\n", " ")
     hyperparameters = json.loads((base / "input" / "config" / "hyperparameters.json").read_text())
     assert json.loads(hyperparameters["sagemaker_program"]) == "mmsent_train.py"
     assert sorted(p.name for p in (base / "input" / "data").iterdir()) == ["test", "train", "validation"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
+
+from tests.conftest import assert_same_run_results
 
 # Video only, frozen backbone (eval mode), no dropout, no class weights: each rank's mean loss over
 # its 4 items averages to the 8-item mean, so DDP's averaged gradients equal one process's. Any
@@ -34,15 +35,6 @@ def test_two_gloo_processes_end_with_the_metrics_of_one_process_with_the_same_gl
     assert "2 processes (DDP)" in two.stdout
     assert two.stdout.count("epoch=1;") == 1  # metric lines come from rank 0 alone
     assert "epoch 1/2 train 3/3" in two.stdout and "epoch 1/2 train 3/3" in one.stdout  # 24 items: 3 steps of 8
-    expected = json.loads((tmp_path / "one" / "model" / "metrics.json").read_text())
-    got = json.loads((tmp_path / "two" / "model" / "metrics.json").read_text())
-    assert got["best_epoch"] == expected["best_epoch"]
-    for split in ("validation", "test"):
-        assert got[split]["loss"] == pytest.approx(expected[split]["loss"], abs=1e-4)
-        for task in ("emotion", "sentiment"):
-            assert got[split][task]["confusion_matrix"] == expected[split][task]["confusion_matrix"]
-            assert got[split][task]["weighted_f1"] == pytest.approx(expected[split][task]["weighted_f1"], abs=1e-6)
-    histories = [json.loads((tmp_path / run / "output" / "history.json").read_text()) for run in ("one", "two")]
-    assert [h["train"]["loss"] for h in histories[1]] == pytest.approx([h["train"]["loss"] for h in histories[0]], abs=1e-4)
+    got = assert_same_run_results(tmp_path / "two", tmp_path / "one", loss_tolerance=1e-4)
     # The validation split (10 items) is sharded 5 + 5 and gathered: every item counted once.
     assert sum(sum(row) for row in got["validation"]["emotion"]["confusion_matrix"]) == 10

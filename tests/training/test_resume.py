@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import signal
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from mmsent.training.checkpoint import CheckpointFolder
+from tests.conftest import assert_same_run_results
 from tests.test_cli import mmsent
 
 TINY = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--batch-size", "4", "--num-workers", "0",
@@ -22,10 +22,6 @@ TINY = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--ba
 def _train_args(data, out) -> list[str]:
     return ["train", "--data-dir", str(data), *TINY, "--model-dir", str(out / "model"), "--tensorboard-dir",
             str(out / "tb"), "--output-data-dir", str(out / "output"), "--checkpoint-dir", str(out / "checkpoints")]  # fmt: skip
-
-
-def _metrics(out) -> dict:
-    return json.loads((out / "model" / "metrics.json").read_text())
 
 
 @pytest.mark.slow
@@ -53,15 +49,7 @@ def test_sigterm_mid_epoch_saves_and_the_restarted_run_ends_as_an_uninterrupted_
     assert "resumed from" in resumed.stdout and "batches done" in resumed.stdout
     # Same seed, same data order (seed + epoch), RNG states restored: on CPU the runs agree exactly;
     # the tolerance only allows for floating-point summation order.
-    expected, got = _metrics(whole), _metrics(cut)
-    assert got["best_epoch"] == expected["best_epoch"]
-    for split in ("validation", "test"):
-        assert got[split]["loss"] == pytest.approx(expected[split]["loss"], abs=1e-5)
-        for task in ("emotion", "sentiment"):
-            assert got[split][task]["confusion_matrix"] == expected[split][task]["confusion_matrix"]
-            assert got[split][task]["weighted_f1"] == pytest.approx(expected[split][task]["weighted_f1"], abs=1e-6)
-    history = [json.loads((out / "output" / "history.json").read_text()) for out in (whole, cut)]
-    assert [h["train"]["loss"] for h in history[1]] == pytest.approx([h["train"]["loss"] for h in history[0]], abs=1e-5)
+    assert_same_run_results(cut, whole, loss_tolerance=1e-5)
 
 
 def test_a_diverging_run_stops_after_k_non_finite_losses_with_a_checkpoint(sample_dir, tmp_path):

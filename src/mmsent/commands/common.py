@@ -19,6 +19,8 @@ SAMPLE_MEDIA = {"num_frames": 4, "frame_size": 64}
 
 
 def add_training_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, help="decode every clip once into this media cache (built or updated "
+                        "first) and train from it; frozen backbones then run once. Default: decode every epoch")
     add_model_arguments(parser)
     add_config_arguments(parser, TextConfig)
     add_config_arguments(parser, MediaConfig)

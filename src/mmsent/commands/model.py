@@ -33,8 +33,6 @@ def add_parsers(commands) -> None:
     train.add_argument("--tensorboard-dir", type=Path, help="TensorBoard logs (default: /opt/ml/output/tensorboard in a job, else runs/RUN/tensorboard)")
     train.add_argument("--checkpoint-dir", type=Path, help="checkpoints, and where a restarted run resumes from "
                        "(default: /opt/ml/checkpoints in a job, else runs/RUN/checkpoints)")
-    train.add_argument("--cache-dir", type=Path, help="decode every clip once into this media cache (built or "
-                       "updated first) and train from it; frozen backbones then run once. Default: decode every epoch")
     train.add_argument("--run-name", help="names the local runs/ folder (default: the start time; give it to resume a run)")
     add_training_settings(train)
     train.set_defaults(run=_run_train)

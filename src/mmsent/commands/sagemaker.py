@@ -76,7 +76,7 @@ def _aws_session(region: str | None):
 def _training_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
     """`-- --epochs 3 --amp` -> {"epochs": "3", "amp": "true"}, checked against mmsent train's options."""
     tokens = [t for t in args.training_args if t != "--"] if args.training_args[:1] == ["--"] else list(args.training_args)
-    for folder in ("--data-dir", "--model-dir", "--output-data-dir", "--tensorboard-dir"):
+    for folder in ("--data-dir", "--model-dir", "--output-data-dir", "--tensorboard-dir", "--checkpoint-dir"):
         if folder in tokens:
             raise ValueError(f"training arguments: {folder} is set by the job's container contract; leave it out")
     probe = RaisingParser(prog="mmsent train")

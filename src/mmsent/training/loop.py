@@ -274,13 +274,14 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     load_trainable(model, best_weights)  # the frozen weights it lacks never changed
     best = state.history[state.best_epoch - 1]
     final = {"best_epoch": state.best_epoch, "epochs_run": len(state.history), "validation": best["validation"],
-             "skipped_steps": state.skipped_steps, "setup_seconds": setup_seconds}  # fmt: skip
+             "skipped_steps": state.skipped_steps}  # fmt: skip
     if "test" in splits:
         test_set = datasets["test"]
         test_loader = make_loader(test_set, cfg, device, sampler=ResumableSampler(test_set, dist, shuffle=False))
         final["test"] = _evaluate(model, test_loader, device, precision, dist, loss_fn)
     if dist.is_main:
         write_reports(paths, final, state.history)
+        write_json_atomic(paths.output_dir / "timings.json", {"setup_seconds": setup_seconds})
     headline = {f"{split}_{task}_weighted_f1": final[split][task]["weighted_f1"]
                 for split in ("validation", "test") if split in final for task in TASKS}  # fmt: skip
     log.hparams({**asdict(cfg), **{f"model_{k}": v for k, v in asdict(model_cfg).items()}}, headline)
