@@ -347,7 +347,11 @@ def _resume(checkpoints: CheckpointFolder, configs: dict, dist: DistInfo, model,
     chosen = distributed.gather_objects(dist, found[0] if found else None)[0]
     if chosen is None:
         return None
-    payload = found[1] if dist.is_main else checkpoints.read(chosen)
+    try:
+        payload = found[1] if dist.is_main else checkpoints.read(chosen)
+    except (CheckpointError, OSError) as problem:
+        raise TrainingError(f"rank {dist.rank} cannot read the checkpoint rank 0 chose ({problem}): the checkpoint "
+                            "folder must be shared by, or synced to, every machine") from None  # fmt: skip
     try:
         check_compatible(payload, chosen, configs, dist.world_size)
     except CheckpointError as problem:
