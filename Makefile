@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 # The main job: train the fusion model on the built-in sample dataset (generated once into the cache).
 demo: $(STAMP)
+	rm -rf runs/demo  # a fresh run each time, not a resumption of the last one
 	$(BIN)/mmsent train --epochs 5 --run-name demo
 
 # The whole test suite, slow end-to-end tests included.
