@@ -138,6 +138,7 @@ def test_text_only_training_on_csvs_without_clips_repeats_with_the_same_seed(mel
 
 @pytest.mark.slow
 def test_the_fused_model_beats_every_single_modality_on_the_sample(tmp_path):
+    # The four runs share one media cache: the clips are decoded, and the frozen video backbone run, once.
     data = write_sample(tmp_path / "sample", SampleConfig(train_size=300, dev_size=60, test_size=120, seed=11), progress=False)
     scores = {}
     for modalities in ("text,audio,video", "text", "audio", "video"):
@@ -145,7 +146,7 @@ def test_the_fused_model_beats_every_single_modality_on_the_sample(tmp_path):
         result = mmsent("train", "--data-dir", str(data), "--modalities", modalities, "--epochs", "4", "--seed", "1",
                         "--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--num-workers", "0", "--batch-size", "8",
                         "--model-dir", str(out / "m"), "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "o"),
-                        "--checkpoint-dir", str(out / "c"))  # fmt: skip
+                        "--checkpoint-dir", str(out / "c"), "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
         scores[modalities] = json.loads((out / "m" / "metrics.json").read_text())["test"]["emotion"]
     fused = scores.pop("text,audio,video")
