@@ -100,10 +100,11 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     say(f"device {device}, {precision.name}, {torch.get_num_threads()} torch threads"
         + (f", {dist.world_size} processes (DDP)" if dist.enabled else ""))  # fmt: skip
 
-    # Data: text is tokenised once; clips are decoded by the loader's workers. Every rank reads its
-    # own share in an order fixed by (seed, epoch), which is what lets a run resume mid-epoch.
+    # Data: text is tokenised once; clips are read from the media cache when there is one, else
+    # decoded by the loader's workers. Every rank reads its own share in an order fixed by
+    # (seed, epoch), which is what lets a run resume mid-epoch.
     tokenizer = load_tokenizer(model_cfg.text_model)
-    setup_seconds = {}  # what decoding once costs up front, for metrics.json (and the benchmarks)
+    setup_seconds = {}  # what decoding once costs up front: output/timings.json (read by the benchmarks)
     started = time.monotonic()
     caches = _media_caches(splits, data_cfg, cfg, paths, dist, say)
     setup_seconds["media_cache"] = time.monotonic() - started
