@@ -18,6 +18,8 @@ as complete: readers accept only a split the manifest calls complete.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import shutil
@@ -31,7 +33,7 @@ import torch
 from mmsent.config import MediaConfig
 from mmsent.data.layout import SplitFiles
 from mmsent.data.media import ISSUES, decode_clip, log_mel
-from mmsent.data.meld import read_meld_csv
+from mmsent.data.meld import Utterance, read_meld_csv
 from mmsent.model_dir import write_json_atomic
 
 FORMAT_VERSION = 1
@@ -43,10 +45,10 @@ class CacheError(ValueError):
     """A cache folder that cannot be used; the message says why."""
 
 
-def split_fingerprint(files: SplitFiles) -> str:
+def split_fingerprint(files: SplitFiles, utterances: list[Utterance]) -> str:
     """SHA-256 over the CSV's bytes and each clip's name, size and modification time."""
     digest = hashlib.sha256(files.csv_path.read_bytes())
-    for utterance in read_meld_csv(files.csv_path):
+    for utterance in utterances:
         path = files.clip_path(utterance.clip_name)
         try:
             stat = path.stat() if path is not None else None
@@ -119,8 +121,8 @@ def build_cache(splits: dict[str, SplitFiles], media: MediaConfig, folder: Path,
     for split, files in splits.items():
         if files.clip_dir is None:
             continue
-        fingerprint = split_fingerprint(files)
-        rows = len(read_meld_csv(files.csv_path))
+        utterances = read_meld_csv(files.csv_path)
+        fingerprint, rows = split_fingerprint(files, utterances), len(utterances)
         entry = manifest["splits"].get(split)
         if entry is not None and entry["fingerprint"] == fingerprint and entry["complete"]:
             readers[split] = SplitCache(folder / split, rows, media)
@@ -131,7 +133,7 @@ def build_cache(splits: dict[str, SplitFiles], media: MediaConfig, folder: Path,
             _create_split(folder / split, rows, media)
             manifest["splits"][split] = {"fingerprint": fingerprint, "rows": rows, "csv": str(files.csv_path), "complete": False}
             write_json_atomic(folder / MANIFEST, manifest)
-        _fill_split(folder / split, files, media, workers, progress, say)
+        _fill_split(folder / split, files, utterances, media, workers, progress, say)
         manifest["splits"][split]["complete"] = True
         write_json_atomic(folder / MANIFEST, manifest)  # written last: only now do readers accept the split
         readers[split] = SplitCache(folder / split, rows, media)
@@ -166,11 +168,11 @@ def _create_split(folder: Path, rows: int, media: MediaConfig) -> None:
         del array
 
 
-def _fill_split(folder: Path, files: SplitFiles, media: MediaConfig, workers: int, progress: bool | None, say) -> None:
+def _fill_split(folder: Path, files: SplitFiles, utterances: list[Utterance], media: MediaConfig, workers: int,
+                progress: bool | None, say) -> None:
     from tqdm import tqdm
 
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r+") for name in ("frames", "log_mel", "present", "issues", "done")}
-    utterances = read_meld_csv(files.csv_path)
     todo = [i for i in range(len(utterances)) if not arrays["done"][i]]
     if len(todo) < len(utterances):
         say(f"cache {folder}: resuming, {len(utterances) - len(todo)} of {len(utterances)} clips already done")
@@ -186,8 +188,10 @@ def _fill_split(folder: Path, files: SplitFiles, media: MediaConfig, workers: in
         arrays["done"].flush()
         pending.clear()
 
-    with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread) if workers > 1 else _Inline() as pool:
-        results = pool.map(_decode_for_cache, paths, [media] * len(paths), chunksize=2)
+    decode = functools.partial(_decode_for_cache, media=media)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_one_thread) if workers > 1 else None
+    with pool or contextlib.nullcontext():  # one worker: decode here, no pool to start (and easy to profile)
+        results = pool.map(decode, paths, chunksize=2) if pool else map(decode, paths)
         for index, (frames, mel, present, issues) in zip(todo, tqdm(results, total=len(todo), desc=f"cache {files.split}",
                                                                     unit="clip", disable=disable)):  # fmt: skip
             if frames is not None:
@@ -212,15 +216,3 @@ def _one_thread() -> None:
     """A pool worker: one torch thread, so N workers use N cores, not N squared."""
     torch.set_num_threads(1)
 
-
-class _Inline:
-    """`map` in this process, for one worker (no pool to start, easy to profile)."""
-
-    def __enter__(self) -> "_Inline":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def map(self, fn, *iterables, chunksize: int = 1):
-        return map(fn, *iterables)
