@@ -64,7 +64,7 @@ def test_collate_keeps_every_item_and_trims_padding(train):
     width = int(batch["attention_mask"].sum(dim=1).max())
     assert batch["input_ids"].shape == (8, width) and width < 96
     assert batch["emotion"].tolist() == [u.emotion for u in train.utterances[:8]]
-    assert count_issues(batch)[media.MISSING] == 1  # position 3 of the train split is missing
+    assert count_issues(batch["issues"])[media.MISSING] == 1  # position 3 of the train split is missing
 
 
 def test_loader_with_workers_yields_what_the_main_process_yields(train):

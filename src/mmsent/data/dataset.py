@@ -132,9 +132,9 @@ def collate(items: list[dict]) -> dict:
     return batch
 
 
-def count_issues(batch: dict) -> Counter:
-    """Media problems in a batch, by kind, for an epoch's report."""
-    return Counter(issue for issues in batch["issues"] for issue in issues)
+def count_issues(issues_per_item: Sequence[tuple[str, ...]]) -> Counter:
+    """Media problems, by kind, from each item's issues (a batch's `issues`, or a whole split's)."""
+    return Counter(issue for issues in issues_per_item for issue in issues)
 
 
 def worker_init(_worker_id: int) -> None:

@@ -45,7 +45,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from mmsent.config import DataConfig, ModelConfig, TrainConfig
-from mmsent.data.dataset import MeldDataset, collate, worker_init
+from mmsent.data.dataset import MeldDataset, collate, count_issues, worker_init
 from mmsent.data.layout import SplitFiles
 from mmsent.labels import TASKS
 from mmsent.model.fusion import MultimodalSentimentModel
@@ -193,7 +193,7 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
             optimizer.zero_grad(set_to_none=True)
             for batch in train_loader:
                 last_micro_step = (state.batches_done + 1) % cfg.grad_accum_steps == 0 or state.batches_done + 1 == batches_per_epoch
-                batch_issues = sum(len(issues) for issues in batch["issues"])
+                batch_issues = sum(count_issues(batch["issues"]).values())
                 batch = to_device(batch, device)
                 # DDP averages gradients across ranks in backward: only on the micro-step that steps.
                 sync = contextlib.nullcontext() if last_micro_step or not dist.enabled else trained.no_sync()

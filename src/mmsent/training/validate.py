@@ -5,7 +5,6 @@ Used for validation every epoch, for the test split after training, and by `mmse
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmsent.data.dataset import count_issues
 from mmsent.labels import TASKS
 from mmsent.training.metrics import head_metrics
 from mmsent.training.precision import Precision
@@ -111,5 +111,5 @@ def summarize(predictions: Predictions, loss_fn: MultiTaskLoss | None = None) ->
     summary: dict = {"loss": loss}
     for task in TASKS:
         summary[task] = head_metrics(task, predictions.targets[task], predictions.predicted(task))
-    summary["media_issues"] = dict(sorted(Counter(i for issues in predictions.issues for i in issues).items()))
+    summary["media_issues"] = dict(sorted(count_issues(predictions.issues).items()))
     return summary
