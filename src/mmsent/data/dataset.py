@@ -75,7 +75,7 @@ class MeldDataset(Dataset):
             "issues": (),
         }
         if "text" in self.features:
-            item["text_features"] = torch.from_numpy(np.array(self.features["text"][index], dtype=np.float32))
+            item["text_features"] = self._features("text", index)
         elif self.use_text:
             item["input_ids"] = self.input_ids[index]
             item["attention_mask"] = self.attention_mask[index]
@@ -87,13 +87,16 @@ class MeldDataset(Dataset):
             if self.use_video:
                 item["video_present"] = clip.video_present
                 if not need_frames:
-                    item["video_features"] = torch.from_numpy(np.array(self.features["video"][index], dtype=np.float32))
+                    item["video_features"] = self._features("video", index)
                 else:
                     item["frames"] = frames_to_tensor(clip.frames) if clip.video_present else empty_frames(media)
             if self.use_audio:
                 item["audio_present"] = clip.audio_present
                 item["log_mel"] = clip.log_mel if clip.audio_present else empty_log_mel(media)
         return item
+
+    def _features(self, modality: str, index: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.features[modality][index], dtype=np.float32))  # a copy out of the memory map
 
     def _media(self, index: int, need_frames: bool) -> CachedItem:
         """The clip's frames and log-mel: read from the cache when there is one, else decoded."""

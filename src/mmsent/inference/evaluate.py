@@ -22,7 +22,7 @@ def evaluate_model_dir(model_dir: Path, split: SplitFiles, out: Path, batch_size
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, data_cfg, tokenizer = load_model_dir(model_dir, device)
     dataset = MeldDataset.from_split(split, tokenizer, data_cfg)
-    loader = make_loader(dataset, TrainConfig(batch_size=batch_size, num_workers=num_workers), device, shuffle=False)
+    loader = make_loader(dataset, TrainConfig(batch_size=batch_size, num_workers=num_workers), device)
     report = summarize(predict(model, loader, device, choose_precision(False, device)))
     report = {"model_dir": str(model_dir), "split": split.split, "csv": str(split.csv_path), "items": len(dataset)} | report
     out = Path(out)

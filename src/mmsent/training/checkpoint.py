@@ -83,13 +83,19 @@ def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
         raise CheckpointError(f"weights do not fit this model: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
 
 
-def frozen_digest(model: torch.nn.Module) -> str:
+def tensors_digest(named_tensors, extra: bytes = b"") -> str:
+    """SHA-256 over (name, bytes) of each tensor, then `extra`: proves weights came back the same."""
     digest = hashlib.sha256()
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            digest.update(name.encode())
-            digest.update(parameter.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    for name, tensor in named_tensors:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    digest.update(extra)
     return digest.hexdigest()
+
+
+def frozen_digest(model: torch.nn.Module) -> str:
+    """The frozen parameters' digest. They never change, so a run computes it once."""
+    return tensors_digest((name, p) for name, p in model.named_parameters() if not p.requires_grad)
 
 
 def rng_state() -> dict:
@@ -115,8 +121,9 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def build_payload(*, state: LoopState, configs: dict, model: torch.nn.Module, best: dict | None, optimizer,
-                  scheduler, scaler, rng_states: list[dict]) -> dict:
+def build_payload(*, state: LoopState, configs: dict, model: torch.nn.Module, frozen: str, best: dict | None,
+                  optimizer, scheduler, scaler, rng_states: list[dict]) -> dict:
+    """`frozen`: frozen_digest(model), computed once per run rather than hashed again each save."""
     return {
         "format_version": FORMAT_VERSION,
         "mmsent_version": __version__,
@@ -124,7 +131,7 @@ def build_payload(*, state: LoopState, configs: dict, model: torch.nn.Module, be
         "labels": label_maps(),
         "loop": asdict(state),
         "model": trainable_state(model),
-        "frozen_digest": frozen_digest(model),
+        "frozen_digest": frozen,
         "best_model": best,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),

@@ -12,26 +12,28 @@ computed once per run, in memory (text needs no clips).
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from mmsent.config import DataConfig
-from mmsent.data.dataset import MeldDataset, collate
+from mmsent.data.dataset import MeldDataset
 from mmsent.model.fusion import INPUTS, MultimodalSentimentModel
 from mmsent.model_dir import write_atomic
 from mmsent.training import distributed
+from mmsent.training.checkpoint import tensors_digest
 from mmsent.training.distributed import DistInfo
 from mmsent.training.validate import to_device
 
 
 def attach_frozen_features(model: MultimodalSentimentModel, datasets: dict[str, MeldDataset], data_cfg: DataConfig,
-                           batch_size: int, device: torch.device, dist: DistInfo, say=print) -> list[str]:
-    """Give each dataset its frozen backbones' outputs; return the modalities served that way."""
+                           loader: Callable[[MeldDataset], Iterable[dict]], device: torch.device, dist: DistInfo,
+                           say=print) -> list[str]:
+    """Give each dataset its frozen backbones' outputs; return the modalities served that way.
+    `loader` batches a dataset in order (training's own loader settings)."""
     served = []
     for modality in [m for m in model.cfg.freeze if m in model.encoders]:
         key = _key(model, modality, data_cfg)
@@ -39,12 +41,12 @@ def attach_frozen_features(model: MultimodalSentimentModel, datasets: dict[str, 
             if dataset.media_cache is None:
                 if modality != "text":
                     break  # video features need the media cache (presence and issues come from it)
-                dataset.use_features(modality, _compute(model, modality, dataset, batch_size, device))
+                dataset.use_features(modality, _compute(model, modality, loader(dataset), device))
                 continue
             path = dataset.media_cache.folder / "embeddings" / f"{modality}-{key[:24]}.npy"
             if not path.is_file() and dist.local_rank == 0:
                 say(f"computing the frozen {modality} backbone's outputs for {split} once: {path}")
-                features = _compute(model, modality, dataset, batch_size, device)
+                features = _compute(model, modality, loader(dataset), device)
                 path.parent.mkdir(exist_ok=True)
                 write_atomic(path, lambda temporary: _save(temporary, features))
             distributed.barrier(dist)
@@ -55,17 +57,13 @@ def attach_frozen_features(model: MultimodalSentimentModel, datasets: dict[str, 
 
 
 @torch.no_grad()
-def _compute(model: MultimodalSentimentModel, modality: str, dataset: MeldDataset, batch_size: int,
-             device: torch.device) -> np.ndarray:
+def _compute(model: MultimodalSentimentModel, modality: str, batches: Iterable[dict], device: torch.device) -> np.ndarray:
     encoder = model.encoders[modality]
     was_training = encoder.training
     encoder.eval()
     inputs = INPUTS[modality][0]
-    # Its own generator: a loader without one draws from the global RNG, which would shift every
-    # dropout mask after it and make cached and uncached runs differ.
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, generator=torch.Generator().manual_seed(0))
     chunks = []
-    for batch in loader:
+    for batch in batches:
         batch = to_device(batch, device)
         chunks.append(encoder.features(*(batch[name] for name in inputs)).float().cpu().numpy())
     encoder.train(was_training)
@@ -74,13 +72,8 @@ def _compute(model: MultimodalSentimentModel, modality: str, dataset: MeldDatase
 
 def _key(model: MultimodalSentimentModel, modality: str, data_cfg: DataConfig) -> str:
     """What the outputs depend on: the backbone's weights and buffers, and how its input is made."""
-    digest = hashlib.sha256()
-    for name, tensor in model.encoders[modality].backbone.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     made_by = asdict(data_cfg.media) if modality == "video" else {**asdict(data_cfg.text), "model": model.cfg.text_model}
-    digest.update(json.dumps(made_by, sort_keys=True).encode())
-    return digest.hexdigest()
+    return tensors_digest(model.encoders[modality].backbone.state_dict().items(), json.dumps(made_by, sort_keys=True).encode())
 
 
 def _save(path: str, features: np.ndarray) -> None:

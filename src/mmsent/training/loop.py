@@ -128,7 +128,8 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
             "(--video-weights kinetics400 or PATH gives pretrained features)")  # fmt: skip
     if cfg.cache_embeddings:
         started = time.monotonic()
-        served = attach_frozen_features(model, datasets, data_cfg, cfg.batch_size, device, dist, say)
+        served = attach_frozen_features(model, datasets, data_cfg, lambda dataset: make_loader(dataset, cfg, device),
+                                        device, dist, say)  # fmt: skip
         setup_seconds["frozen_outputs"] = time.monotonic() - started
         if served:
             say(f"frozen {', '.join(served)} backbone outputs come from the cache: each epoch trains the rest only")
@@ -147,11 +148,12 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
 
     # Resume from the newest valid checkpoint, or start afresh.
     configs = {"model": asdict(model_cfg), "data": asdict(data_cfg), "train": asdict(cfg)}
+    frozen = frozen_digest(model)
     checkpoints = CheckpointFolder(paths.checkpoint_dir, cfg.keep_checkpoints)
     state, best_weights = LoopState(), None
     if not cfg.resume and dist.is_main and (aside := checkpoints.set_aside()):
         say(f"--resume false: earlier checkpoints moved to {aside}")
-    resumed = _resume(checkpoints, configs, dist, model, optimizer, scheduler, scaler) if cfg.resume else None
+    resumed = _resume(checkpoints, configs, frozen, dist, model, optimizer, scheduler, scaler) if cfg.resume else None
     if resumed is not None:
         state, best_weights = resumed
         if state.finished or state.epoch > cfg.epochs:
@@ -166,8 +168,9 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
 
     def save_checkpoint() -> Path:
         # Every rank's RNG state goes in (a collective); rank 0 writes; all learn whether it worked.
-        payload = build_payload(state=state, configs=configs, model=model, best=best_weights, optimizer=optimizer,
-                                scheduler=scheduler, scaler=scaler, rng_states=distributed.gather_objects(dist, rng_state()))  # fmt: skip
+        payload = build_payload(state=state, configs=configs, model=model, frozen=frozen, best=best_weights,
+                                optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                rng_states=distributed.gather_objects(dist, rng_state()))  # fmt: skip
         path, failure = paths.checkpoint_dir / checkpoint_name(state), None
         if dist.is_main:
             try:
@@ -218,7 +221,7 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
                     path = save_checkpoint()
                     raise TrainingError(f"{bad_in_a_row} non-finite losses in a row (epoch {epoch}, batch "
                                         f"{state.batches_done}): training diverged; the last good state is in {path}. "
-                                        "Lower --learning-rate, or raise --grad-clip's effect by lowering it")  # fmt: skip
+                                        "Lower --learning-rate, or lower --grad-clip to clip harder")  # fmt: skip
                 if last_micro_step:
                     if _gradients_finite(model, scaler, optimizer, cfg.grad_clip):
                         scaler.step(optimizer)
@@ -339,7 +342,7 @@ def _evaluate(model, loader, device, precision, dist: DistInfo, loss_fn, should_
     return summarize(merge(distributed.gather_objects(dist, predictions)), loss_fn)
 
 
-def _resume(checkpoints: CheckpointFolder, configs: dict, dist: DistInfo, model, optimizer, scheduler, scaler):
+def _resume(checkpoints: CheckpointFolder, configs: dict, frozen: str, dist: DistInfo, model, optimizer, scheduler, scaler):
     """(LoopState, best weights) from the newest valid checkpoint, restored into the objects; None if none.
     Rank 0 chooses; every rank loads that same file (the folder is shared, or synced as SageMaker does)."""
     if dist.is_main:
@@ -357,7 +360,7 @@ def _resume(checkpoints: CheckpointFolder, configs: dict, dist: DistInfo, model,
         check_compatible(payload, chosen, configs, dist.world_size)
     except CheckpointError as problem:
         raise TrainingError(str(problem)) from None
-    if payload["frozen_digest"] != frozen_digest(model):
+    if payload["frozen_digest"] != frozen:
         raise TrainingError(f"{chosen}: the frozen backbone weights rebuilt now differ from the checkpoint's "
                             "(other pretrained weights file?); use --resume false to start afresh")  # fmt: skip
     try:
@@ -403,19 +406,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_loader(dataset, cfg: TrainConfig, device: torch.device, shuffle: bool = False, sampler=None) -> DataLoader:
+def make_loader(dataset, cfg: TrainConfig, device: torch.device, sampler=None) -> DataLoader:
+    """Batches in `sampler`'s order (training passes a ResumableSampler), else in dataset order."""
     workers = cfg.num_workers
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
-        shuffle=shuffle if sampler is None else False,
         sampler=sampler,
         collate_fn=collate,
         num_workers=workers,
         worker_init_fn=worker_init if workers else None,
         persistent_workers=workers > 0,
         pin_memory=device.type == "cuda",
-        # Its own generator (shuffling, worker seeds), so making an iterator never draws from the
+        # Its own generator (for worker seeds), so making an iterator never draws from the
         # global one that dropout uses: a resumed run draws the same masks as an uninterrupted one.
         generator=torch.Generator().manual_seed(cfg.seed),
     )
