@@ -83,3 +83,30 @@ def test_a_checkpoint_write_that_runs_out_of_space_fails_cleanly(sample_dir, tmp
     assert list((tmp_path / "checkpoints").iterdir()) == []  # nothing half-written, no temporary file
     assert (tmp_path / "model" / "model.pth").is_file()
     torch.load(tmp_path / "model" / "model.pth", weights_only=True)  # the model dir written before is whole
+
+
+def test_checkpoints_every_n_steps_and_resume_false_sets_old_ones_aside(sample_dir, tmp_path):
+    args = [*_train_args(sample_dir, tmp_path), "--modalities", "audio", "--checkpoint-every-steps", "3", "--keep-checkpoints", "10"]
+    first = mmsent(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    names = [p.name for p in CheckpointFolder(tmp_path / "checkpoints", keep=10).checkpoints()]
+    # 8 steps an epoch: every 3rd optimizer step (3, 6 | 9, 12, 15) and each epoch's end.
+    assert names == ["checkpoint-0003-0000000.pt", "checkpoint-0002-0000007.pt", "checkpoint-0002-0000004.pt",
+                     "checkpoint-0002-0000001.pt", "checkpoint-0002-0000000.pt", "checkpoint-0001-0000006.pt",
+                     "checkpoint-0001-0000003.pt"]  # fmt: skip
+    fresh = mmsent(*args, "--resume", "false")
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert "earlier checkpoints moved to" in fresh.stdout and "resumed from" not in fresh.stdout
+    (aside,) = (tmp_path / "checkpoints").glob("previous-*")
+    assert sorted(p.name for p in aside.glob("*.pt")) == sorted(names)
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("--checkpoint-dir", "cannot hold checkpoints (File exists)"),
+    ("--cache-dir", "cannot write the media cache (File exists)"),
+])  # fmt: skip
+def test_a_file_where_a_folder_should_be_is_a_clear_error_before_training(sample_dir, tmp_path, option, message):
+    (tmp_path / "in-the-way").write_text("a file")
+    result = mmsent(*_train_args(sample_dir, tmp_path), "--modalities", "audio", option, str(tmp_path / "in-the-way"))
+    assert result.returncode == 2 and message in result.stderr
+    assert "epoch 1/2 train" not in result.stdout and (tmp_path / "in-the-way").read_text() == "a file"

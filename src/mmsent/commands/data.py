@@ -75,7 +75,7 @@ def _run_data_check(args: argparse.Namespace, env: Environment) -> int:
 
 
 def _run_cache(args: argparse.Namespace, env: Environment) -> int:
-    from mmsent.data.cache import build_cache
+    from mmsent.data.cache import CacheError, build_cache
     from mmsent.data.check import default_workers
     from mmsent.data.layout import DatasetLayoutError
     from mmsent.data.meld import MeldFormatError
@@ -86,8 +86,8 @@ def _run_cache(args: argparse.Namespace, env: Environment) -> int:
         caches = build_cache(splits, media, args.cache_dir, args.workers or default_workers())
     except (DatasetLayoutError, MeldFormatError) as problem:
         return error(str(problem))
-    except OSError as problem:  # a full disk, a read-only folder
-        return error(f"{args.cache_dir}: cannot write the cache ({problem.strerror or problem})")
+    except CacheError as problem:  # a file in the way, a read-only folder, a full disk
+        return error(str(problem))
     if not caches:
         return error("no clips to cache: the data is text-only")
     for split, cache in caches.items():

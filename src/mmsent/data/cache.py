@@ -107,8 +107,18 @@ def decode_issues(bits: int) -> tuple[str, ...]:
 def build_cache(splits: dict[str, SplitFiles], media: MediaConfig, folder: Path, workers: int = 1,
                 progress: bool | None = None, say=print) -> dict[str, SplitCache]:
     """Bring the cache at `folder` up to date for every split with clips (reuse, resume or rebuild)
-    and return a reader for each. Text-only splits (no clip folder) are left out."""
+    and return a reader for each. Text-only splits (no clip folder) are left out. A folder that
+    cannot be written (a file, no permission, a full disk) is a CacheError; what was flushed stays
+    valid and the next build resumes from it."""
     folder = Path(folder)
+    try:
+        return _build(splits, media, folder, workers, progress, say)
+    except OSError as error:
+        raise CacheError(f"{folder}: cannot write the media cache ({error.strerror or error})") from error
+
+
+def _build(splits: dict[str, SplitFiles], media: MediaConfig, folder: Path, workers: int, progress: bool | None,
+           say) -> dict[str, SplitCache]:
     folder.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(folder)
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("media") != asdict(media):

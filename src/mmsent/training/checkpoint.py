@@ -151,6 +151,10 @@ class CheckpointFolder:
         self.folder = Path(folder)
         self.keep = keep
 
+    def prepare(self) -> None:
+        """Create the folder; an unusable one (a file in the way, no permission) raises OSError."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+
     def checkpoints(self) -> list[Path]:
         """Checkpoint files, newest first."""
         if not self.folder.is_dir():
@@ -160,9 +164,9 @@ class CheckpointFolder:
     def write(self, payload: dict, name: str) -> Path:
         """Write atomically, then the manifest, then drop all but the newest `keep`. On failure (a
         full disk) the temporary file is removed and the earlier checkpoints are left as they were."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / name
         try:
+            self.prepare()
             write_atomic(path, lambda temporary: torch.save(payload, temporary))
             manifest = {"file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path),
                         "epoch": payload["loop"]["epoch"], "batches_done": payload["loop"]["batches_done"],

@@ -151,6 +151,11 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     frozen = frozen_digest(model)
     checkpoints = CheckpointFolder(paths.checkpoint_dir, cfg.keep_checkpoints)
     state, best_weights = LoopState(), None
+    try:  # before any training: a folder that cannot hold checkpoints must not cost an epoch first
+        if dist.is_main:
+            checkpoints.prepare()
+    except OSError as problem:
+        raise TrainingError(f"{paths.checkpoint_dir}: cannot hold checkpoints ({problem.strerror or problem})") from None
     if not cfg.resume and dist.is_main and (aside := checkpoints.set_aside()):
         say(f"--resume false: earlier checkpoints moved to {aside}")
     resumed = _resume(checkpoints, configs, frozen, dist, model, optimizer, scheduler, scaler) if cfg.resume else None
