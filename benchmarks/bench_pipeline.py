@@ -126,7 +126,7 @@ def run_loader(name: str, root: Path, repeats: int) -> dict:
     media = MediaConfig()
     files = find_splits(root)["train"]
     paths = sorted(files.clip_dir.glob("*.mp4"))
-    workdir = Path(tempfile.mkdtemp())
+    workdir = _scratch(root)
     if name == "reference":
         step = lambda i: reference_item(paths[i], workdir)  # noqa: E731
     elif name == "bare_auto":
@@ -160,7 +160,7 @@ def run_training(mode: str, freeze: str, root: Path) -> dict:
     from mmsent.data.layout import find_splits
     from mmsent.training.loop import RunPaths, train
 
-    out = Path(tempfile.mkdtemp())
+    out = _scratch(root)
     cache_dir = None if mode == "decode" else out / "cache"
     paths = RunPaths(out / "model", out / "tb", out / "output", out / "checkpoints", cache_dir)
     cfg = TrainConfig(epochs=2, batch_size=8, num_workers=0, cache_embeddings=mode == "cached_outputs", log_every=1000)
@@ -171,6 +171,12 @@ def run_training(mode: str, freeze: str, root: Path) -> dict:
     setup = json.loads((out / "output" / "timings.json").read_text())["setup_seconds"]
     epochs = [entry["train"]["seconds"] for entry in history]
     return {"epoch_seconds": epochs, "setup_seconds": sum(setup.values()), "peak_rss_mb": _peak_rss_mb()}
+
+
+def _scratch(root: Path) -> Path:
+    """A fresh folder beside the dataset, inside the parent's temporary directory, so that a
+    child's outputs (about 1 GB of model and checkpoints a training run) go when the parent ends."""
+    return Path(tempfile.mkdtemp(dir=root.parent))
 
 
 def _quietly(fn):
