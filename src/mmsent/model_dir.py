@@ -10,9 +10,7 @@ Training adds metrics.json and the figures beside these.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 
 from mmsent import __version__
 from mmsent.config import DataConfig, ModelConfig, data_config_from_dict, model_config_from_dict
+from mmsent.files import write_atomic, write_json_atomic
 from mmsent.labels import label_maps
 
 FORMAT_VERSION = 1
@@ -81,22 +80,3 @@ def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
         raise ModelDirError(f"{folder / WEIGHTS}: not a loadable state dict for this config ({str(error).splitlines()[0]})") from error
     return model.to(device).eval(), data_cfg, tokenizer
-
-
-def write_json_atomic(path: Path, value) -> None:
-    write_atomic(Path(path), lambda p: Path(p).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8"))
-
-
-def write_atomic(path: Path, write) -> None:
-    """`write(temporary_path)`, then rename it over `path`: readers see the old file or the whole new one."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would make the renamed file private
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -90,6 +90,11 @@ def test_a_failed_write_leaves_no_file_and_the_earlier_checkpoints_intact(tmp_pa
     with pytest.raises(CheckpointError, match=r"could not write checkpoint .*checkpoint-0002-0000000\.pt: .*No space left"):
         folder.write(_payload(2) | {"x": Unsaveable()}, "checkpoint-0002-0000000.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary file, no half checkpoint
+    # The same name again (a SIGTERM right after resuming saves where it resumed from): the old pair stays valid.
+    with pytest.raises(CheckpointError, match="No space left"):
+        folder.write(_payload(1) | {"x": Unsaveable()}, "checkpoint-0001-0000000.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert folder.newest_valid()[0].name == "checkpoint-0001-0000000.pt"
 
 
 def test_partial_writes_are_cleaned_and_set_aside_moves_old_checkpoints(tmp_path):

@@ -34,7 +34,7 @@ from mmsent.config import MediaConfig
 from mmsent.data.layout import SplitFiles
 from mmsent.data.media import ISSUES, decode_clip, log_mel
 from mmsent.data.meld import Utterance, read_meld_csv
-from mmsent.model_dir import write_json_atomic
+from mmsent.files import write_json_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -10,7 +10,8 @@ from mmsent.config import TrainConfig
 from mmsent.data.dataset import MeldDataset
 from mmsent.data.layout import SplitFiles
 from mmsent.labels import TASKS
-from mmsent.model_dir import load_model_dir, write_json_atomic
+from mmsent.files import write_json_atomic
+from mmsent.model_dir import load_model_dir
 from mmsent.training.loop import make_loader
 from mmsent.training.metrics import format_head_metrics, save_confusion_pngs
 from mmsent.training.precision import choose_precision

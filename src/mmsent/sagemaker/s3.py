@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
+
+from mmsent.files import sha256_of
 
 _S3_URI = re.compile(r"^s3://([^/]+)/?(.*)$")
 # S3's bucket naming rules: 3-63 characters, lower-case letters, digits, dots and hyphens.
@@ -21,14 +22,6 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if not match or not BUCKET_NAME.match(match.group(1)):
         raise S3UriError(f"not an s3://bucket/prefix URI with a valid bucket name: {uri!r}")
     return match.group(1), match.group(2)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def upload_file(s3, path: Path, bucket: str, key: str) -> bool:

@@ -36,7 +36,7 @@ import torch
 
 from mmsent import __version__
 from mmsent.labels import label_maps
-from mmsent.model_dir import write_atomic
+from mmsent.files import sha256_of, write_atomic, write_json_atomic
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^checkpoint-(\d{4})-(\d{7})\.pt$")
@@ -165,18 +165,20 @@ class CheckpointFolder:
         """Write atomically, then the manifest, then drop all but the newest `keep`. On failure (a
         full disk) the temporary file is removed and the earlier checkpoints are left as they were."""
         path = self.folder / name
+        landed = False
         try:
             self.prepare()
             write_atomic(path, lambda temporary: torch.save(payload, temporary))
-            manifest = {"file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path),
+            landed = True
+            manifest = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path),
                         "epoch": payload["loop"]["epoch"], "batches_done": payload["loop"]["batches_done"],
                         "format_version": FORMAT_VERSION}  # fmt: skip
-            write_atomic(path.with_suffix(".json"), lambda t: Path(t).write_text(json.dumps(manifest, indent=2) + "\n"))
+            write_json_atomic(path.with_suffix(".json"), manifest)
         except (OSError, RuntimeError) as error:
             # torch.save reports a failed write as RuntimeError ("... file write failed").
-            path.with_suffix(".json").unlink(missing_ok=True)
-            if path.exists() and not path.with_suffix(".json").exists():
-                path.unlink()  # this very checkpoint landed without its manifest: not usable
+            if landed:  # the new .pt replaced any file of that name, and has no manifest: not usable
+                path.with_suffix(".json").unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
             raise CheckpointError(f"could not write checkpoint {path}: {str(error).splitlines()[0]}; "
                                   "earlier checkpoints are untouched") from error  # fmt: skip
         for old in self.checkpoints()[self.keep :]:
@@ -205,7 +207,7 @@ class CheckpointFolder:
         size = path.stat().st_size
         if size != expected_size:
             raise CheckpointError(f"{path}: {size} bytes, its manifest says {expected_size} (cut short?)")
-        if _sha256(path) != expected_hash:
+        if sha256_of(path) != expected_hash:
             raise CheckpointError(f"{path}: contents differ from its manifest's SHA-256 (corrupted)")
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -261,12 +263,3 @@ def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-

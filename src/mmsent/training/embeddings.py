@@ -22,7 +22,7 @@ import torch
 from mmsent.config import DataConfig
 from mmsent.data.dataset import MeldDataset
 from mmsent.model.fusion import INPUTS, MultimodalSentimentModel
-from mmsent.model_dir import write_atomic
+from mmsent.files import write_atomic
 from mmsent.training import distributed
 from mmsent.training.checkpoint import tensors_digest
 from mmsent.training.distributed import DistInfo

@@ -50,7 +50,8 @@ from mmsent.data.layout import SplitFiles
 from mmsent.labels import TASKS
 from mmsent.model.fusion import MultimodalSentimentModel
 from mmsent.model.summary import format_parameter_counts, parameter_counts
-from mmsent.model_dir import save_model_dir, write_json_atomic
+from mmsent.files import write_json_atomic
+from mmsent.model_dir import save_model_dir
 from mmsent.pretrained import load_tokenizer
 from mmsent.training import distributed
 from mmsent.training.checkpoint import (
