@@ -66,6 +66,33 @@ def test_a_diverging_run_stops_after_k_non_finite_losses_with_a_checkpoint(sampl
     assert str(path) in result.stderr
 
 
+def test_a_non_finite_last_micro_batch_drops_the_whole_accumulated_step(sample_dir, tmp_path, monkeypatch):
+    # Under DDP that micro-batch's backward carries the gradient sync; without it every rank would
+    # step on its own gradients. So the step goes, in one process too: no optimizer update at all.
+    from mmsent.config import DataConfig, MediaConfig, ModelConfig, TrainConfig
+    from mmsent.data.layout import find_splits
+    from mmsent.training import loop
+
+    calls = []
+
+    class NanOnSecondBatch(loop.MultiTaskLoss):
+        def forward(self, logits, batch):
+            calls.append(1)
+            loss = super().forward(logits, batch)
+            return loss * float("nan") if len(calls) == 2 else loss
+
+    monkeypatch.setattr(loop, "MultiTaskLoss", NanOnSecondBatch)
+    media = MediaConfig(num_frames=2, frame_size=32, audio_seconds=2)
+    out = tmp_path / "run"
+    paths = loop.RunPaths(out / "model", out / "tb", out / "output", out / "checkpoints")
+    final = loop.train(find_splits(sample_dir), DataConfig(media=media, modalities=("audio",)), ModelConfig(modalities=("audio",)),
+                       TrainConfig(epochs=1, batch_size=8, grad_accum_steps=2, max_train_samples=16, num_workers=0), paths)  # fmt: skip
+    assert final["skipped_steps"] == 1
+    _, payload = CheckpointFolder(out / "checkpoints", keep=2).newest_valid()
+    assert payload["optimizer"]["state"] == {}  # AdamW never stepped: the first micro-batch's gradients were dropped
+    assert payload["loop"]["optimizer_steps"] == 1
+
+
 def _limit_file_size(limit: int):
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))

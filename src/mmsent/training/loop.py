@@ -229,7 +229,11 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
                                         f"{state.batches_done}): training diverged; the last good state is in {path}. "
                                         "Lower --learning-rate, or lower --grad-clip to clip harder")  # fmt: skip
                 if last_micro_step:
-                    if _gradients_finite(model, scaler, optimizer, cfg.grad_clip):
+                    # A skipped backward here also skips DDP's gradient sync, leaving each rank its own
+                    # accumulated gradients: the whole accumulated step goes (it was counted above).
+                    if non_finite:
+                        pass
+                    elif _gradients_finite(model, scaler, optimizer, cfg.grad_clip):
                         scaler.step(optimizer)
                         scaler.update()
                     else:
