@@ -4,7 +4,7 @@ from torch.utils.data import DataLoader
 
 from mmsent.config import DataConfig, MediaConfig, TextConfig
 from mmsent.data import media
-from mmsent.data.dataset import MeldDataset, collate, count_issues, worker_init
+from mmsent.data.dataset import MeldDataset, collate, count_issues
 from mmsent.data.layout import find_splits
 from mmsent.data.meld import read_meld_csv
 from mmsent.data.sample import BROKEN
@@ -70,7 +70,7 @@ def test_collate_keeps_every_item_and_trims_padding(train):
 def test_loader_with_workers_yields_what_the_main_process_yields(train):
     subset = torch.utils.data.Subset(train, range(12))
     single = list(DataLoader(subset, batch_size=4, collate_fn=collate))
-    parallel = list(DataLoader(subset, batch_size=4, collate_fn=collate, num_workers=2, worker_init_fn=worker_init))
+    parallel = list(DataLoader(subset, batch_size=4, collate_fn=collate, num_workers=2, worker_init_fn=media.one_torch_thread))
     assert len(single) == len(parallel) == 3
     for a, b in zip(single, parallel):
         assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["log_mel"], b["log_mel"])

@@ -18,12 +18,10 @@ as complete: readers accept only a split the manifest calls complete.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +30,7 @@ import torch
 
 from mmsent.config import MediaConfig
 from mmsent.data.layout import SplitFiles
-from mmsent.data.media import ISSUES, decode_clip, log_mel
+from mmsent.data.media import ISSUES, decode_clip, log_mel, map_clips
 from mmsent.data.meld import Utterance, read_meld_csv
 from mmsent.files import write_json_atomic
 
@@ -180,14 +178,11 @@ def _create_split(folder: Path, rows: int, media: MediaConfig) -> None:
 
 def _fill_split(folder: Path, files: SplitFiles, utterances: list[Utterance], media: MediaConfig, workers: int,
                 progress: bool | None, say) -> None:
-    from tqdm import tqdm
-
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r+") for name in ("frames", "log_mel", "present", "issues", "done")}
     todo = [i for i in range(len(utterances)) if not arrays["done"][i]]
     if len(todo) < len(utterances):
         say(f"cache {folder}: resuming, {len(utterances) - len(todo)} of {len(utterances)} clips already done")
     paths = [files.clip_path(utterances[i].clip_name) for i in todo]
-    disable = None if progress is None else not progress
     pending: list[int] = []
 
     def flush() -> None:
@@ -198,31 +193,21 @@ def _fill_split(folder: Path, files: SplitFiles, utterances: list[Utterance], me
         arrays["done"].flush()
         pending.clear()
 
-    decode = functools.partial(_decode_for_cache, media=media)
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_one_thread) if workers > 1 else None
-    with pool or contextlib.nullcontext():  # one worker: decode here, no pool to start (and easy to profile)
-        results = pool.map(decode, paths, chunksize=2) if pool else map(decode, paths)
-        for index, (frames, mel, present, issues) in zip(todo, tqdm(results, total=len(todo), desc=f"cache {files.split}",
-                                                                    unit="clip", disable=disable)):  # fmt: skip
-            if frames is not None:
-                arrays["frames"][index] = frames
-            if mel is not None:
-                arrays["log_mel"][index] = mel
-            arrays["present"][index] = present
-            arrays["issues"][index] = issues
-            pending.append(index)
-            if len(pending) >= _FLUSH_EVERY:
-                flush()
-        flush()
+    results = map_clips(functools.partial(_decode_for_cache, media=media), paths, workers, f"cache {files.split}", progress)
+    for index, (frames, mel, present, issues) in zip(todo, results):
+        if frames is not None:
+            arrays["frames"][index] = frames
+        if mel is not None:
+            arrays["log_mel"][index] = mel
+        arrays["present"][index] = present
+        arrays["issues"][index] = issues
+        pending.append(index)
+        if len(pending) >= _FLUSH_EVERY:
+            flush()
+    flush()
 
 
 def _decode_for_cache(path: Path | None, media: MediaConfig):
     clip = decode_clip(path, media)
     mel = log_mel(clip.waveform, media).numpy().astype(np.float16) if clip.has_audio else None
     return clip.frames, mel, (clip.has_video, clip.has_audio), encode_issues(clip.issues)
-
-
-def _one_thread() -> None:
-    """A pool worker: one torch thread, so N workers use N cores, not N squared."""
-    torch.set_num_threads(1)
-

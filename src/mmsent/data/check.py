@@ -6,16 +6,16 @@ training will meet: a clip counted as missing its audio here trains with its aud
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mmsent.config import MediaConfig
 from mmsent.data.layout import SplitFiles
-from mmsent.data.media import DecodedClip, decode_clip
+from mmsent.data.media import DecodedClip, decode_clip, map_clips
 from mmsent.data.meld import read_meld_csv
 from mmsent.labels import EMOTIONS, SENTIMENTS
 
@@ -58,7 +58,7 @@ def check_split(files: SplitFiles, cfg: MediaConfig, decode: bool = True, worker
         return report
     names = [u.clip_name for u in utterances]
     paths = [files.clip_dir / name for name in names]
-    clips = _decode_all(paths, cfg, workers, progress, desc=f"check {files.split}")
+    clips = list(map_clips(functools.partial(_probe, cfg=cfg), paths, workers, f"check {files.split}", progress))
     issues: Counter = Counter()
     channels: Counter = Counter()
     durations = []
@@ -95,17 +95,6 @@ def _probe(path: Path, cfg: MediaConfig) -> DecodedClip:
     clip = decode_clip(path, cfg)
     # Only the verdicts travel back from a worker, not the pixels and samples.
     return DecodedClip(None, None, clip.duration, clip.audio_channels, clip.issues)
-
-
-def _decode_all(paths: list[Path], cfg: MediaConfig, workers: int, progress: bool | None, desc: str) -> list[DecodedClip]:
-    from tqdm import tqdm
-
-    disable = None if progress is None else not progress
-    if workers <= 1:
-        return [_probe(p, cfg) for p in tqdm(paths, desc=desc, unit="clip", disable=disable)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_probe, paths, [cfg] * len(paths), chunksize=4)
-        return list(tqdm(results, total=len(paths), desc=desc, unit="clip", disable=disable))
 
 
 def default_workers() -> int:

@@ -138,8 +138,3 @@ def collate(items: list[dict]) -> dict:
 def count_issues(issues_per_item: Sequence[tuple[str, ...]]) -> Counter:
     """Media problems, by kind, from each item's issues (a batch's `issues`, or a whole split's)."""
     return Counter(issue for issues in issues_per_item for issue in issues)
-
-
-def worker_init(_worker_id: int) -> None:
-    """DataLoader worker set-up: one torch thread each, so N workers use N cores, not N²."""
-    torch.set_num_threads(1)

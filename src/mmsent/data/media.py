@@ -19,7 +19,10 @@ can yield an empty input with a mask saying the modality is absent, and reports 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -346,3 +349,20 @@ def _mel_transforms(sample_rate: int, n_fft: int, hop_length: int, n_mels: int):
     )
     return mel, torchaudio.transforms.AmplitudeToDB(stype="power", top_db=80.0)
 
+
+def map_clips(fn: Callable, paths: Iterable, workers: int, desc: str, progress: bool | None = None) -> Iterator:
+    """`fn(path)` for each path, in order, with a progress bar (`progress` None: only on a
+    terminal): in this process for one worker, else in a pool of `workers` processes."""
+    from tqdm import tqdm
+
+    paths = list(paths)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=one_torch_thread) if workers > 1 else None
+    with pool or contextlib.nullcontext():  # one worker: no pool to start (and easy to profile)
+        results = pool.map(fn, paths, chunksize=2) if pool else map(fn, paths)
+        yield from tqdm(results, total=len(paths), desc=desc, unit="clip", disable=None if progress is None else not progress)
+
+
+def one_torch_thread(*_worker_id) -> None:
+    """Set-up of a decoding process (pool or DataLoader worker): one torch thread each, so N
+    workers use N cores, not N squared."""
+    torch.set_num_threads(1)

@@ -45,7 +45,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from mmsent.config import DataConfig, ModelConfig, TrainConfig
-from mmsent.data.dataset import MeldDataset, collate, count_issues, worker_init
+from mmsent.data.dataset import MeldDataset, collate, count_issues
+from mmsent.data.media import one_torch_thread
 from mmsent.data.layout import SplitFiles
 from mmsent.labels import TASKS
 from mmsent.model.fusion import MultimodalSentimentModel
@@ -425,7 +426,7 @@ def make_loader(dataset, cfg: TrainConfig, device: torch.device, sampler=None) -
         sampler=sampler,
         collate_fn=collate,
         num_workers=workers,
-        worker_init_fn=worker_init if workers else None,
+        worker_init_fn=one_torch_thread if workers else None,
         persistent_workers=workers > 0,
         pin_memory=device.type == "cuda",
         # Its own generator (for worker seeds), so making an iterator never draws from the
