@@ -87,7 +87,7 @@ def test_text_only_dataset_needs_no_clips(meld_dir, tokenizer):
 
 
 def test_labels_come_from_the_csv_without_decoding(train, monkeypatch):
-    monkeypatch.setattr("mmsent.data.dataset.decode_clip", lambda *a, **k: pytest.fail("decoded a clip"))
+    monkeypatch.setattr("mmsent.data.cache.decode_clip", lambda *a, **k: pytest.fail("decoded a clip"))
     assert train.labels("emotion") == [u.emotion for u in train.utterances]
 
 

@@ -207,7 +207,14 @@ def _fill_split(folder: Path, files: SplitFiles, utterances: list[Utterance], me
     flush()
 
 
+def decode_item(path: Path | None, media: MediaConfig, *, video: bool = True, audio: bool = True) -> CachedItem:
+    """What an item needs from its clip, decoded afresh: the same thing the cache stores."""
+    clip = decode_clip(path, media, video=video, audio=audio)
+    mel = log_mel(clip.waveform, media) if clip.has_audio else None
+    return CachedItem(clip.frames, mel, clip.has_video, clip.has_audio, clip.issues)
+
+
 def _decode_for_cache(path: Path | None, media: MediaConfig):
-    clip = decode_clip(path, media)
-    mel = log_mel(clip.waveform, media).numpy().astype(np.float16) if clip.has_audio else None
-    return clip.frames, mel, (clip.has_video, clip.has_audio), encode_issues(clip.issues)
+    item = decode_item(path, media)
+    mel = item.log_mel.numpy().astype(np.float16) if item.log_mel is not None else None
+    return item.frames, mel, (item.video_present, item.audio_present), encode_issues(item.issues)

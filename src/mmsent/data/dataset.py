@@ -15,9 +15,9 @@ import torch
 from torch.utils.data import Dataset
 
 from mmsent.config import DataConfig
-from mmsent.data.cache import CachedItem, SplitCache
+from mmsent.data.cache import CachedItem, SplitCache, decode_item
 from mmsent.data.layout import SplitFiles
-from mmsent.data.media import decode_clip, empty_frames, empty_log_mel, frames_to_tensor, log_mel
+from mmsent.data.media import empty_frames, empty_log_mel, frames_to_tensor
 from mmsent.data.meld import Utterance, read_meld_csv
 
 
@@ -103,9 +103,7 @@ class MeldDataset(Dataset):
         if self.media_cache is not None:
             return self.media_cache.item(index, frames=need_frames)
         path = self.split.clip_path(self.utterances[index].clip_name) if self.split is not None else None
-        clip = decode_clip(path, self.cfg.media, video=self.use_video, audio=self.use_audio)
-        mel = log_mel(clip.waveform, self.cfg.media) if clip.has_audio else None
-        return CachedItem(clip.frames, mel, clip.has_video, clip.has_audio, clip.issues)
+        return decode_item(path, self.cfg.media, video=self.use_video, audio=self.use_audio)
 
     def labels(self, task: str) -> list[int]:
         """A head's labels read from the CSV, without decoding a single clip (for class weights)."""
