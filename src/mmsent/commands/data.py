@@ -84,9 +84,7 @@ def _run_cache(args: argparse.Namespace, env: Environment) -> int:
         splits, on_sample = resolve_splits(args, env)
         media = media_config(args, on_sample)
         caches = build_cache(splits, media, args.cache_dir, args.workers or default_workers())
-    except (DatasetLayoutError, MeldFormatError) as problem:
-        return error(str(problem))
-    except CacheError as problem:  # a file in the way, a read-only folder, a full disk
+    except (DatasetLayoutError, MeldFormatError, CacheError) as problem:  # CacheError: a file in the way, a full disk
         return error(str(problem))
     if not caches:
         return error("no clips to cache: the data is text-only")
