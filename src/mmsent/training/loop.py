@@ -174,12 +174,13 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
         log.graph(model, to_device(next(iter(val_loader)), device))
 
     def save_checkpoint() -> Path:
-        # Every rank's RNG state goes in (a collective); rank 0 writes; all learn whether it worked.
-        payload = build_payload(state=state, configs=configs, model=model, frozen=frozen, best=best_weights,
-                                optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                                rng_states=distributed.gather_objects(dist, rng_state()))  # fmt: skip
+        # Every rank's RNG state goes in (a collective); rank 0 alone builds and writes the
+        # payload (a CPU copy of the weights); all learn whether it worked.
+        rng_states = distributed.gather_objects(dist, rng_state())
         path, failure = paths.checkpoint_dir / checkpoint_name(state), None
         if dist.is_main:
+            payload = build_payload(state=state, configs=configs, model=model, frozen=frozen, best=best_weights,
+                                    optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng_states=rng_states)  # fmt: skip
             try:
                 checkpoints.write(payload, path.name)
             except CheckpointError as problem:
