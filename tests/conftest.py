@@ -30,6 +30,12 @@ def sample_dir(tmp_path_factory) -> Path:
 TINY_TRAINING = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--batch-size", "8", "--num-workers", "0"]
 
 
+def run_folders(out: Path) -> list[str]:
+    """`mmsent train`'s four output folders, as options: out/model, tensorboard, output, checkpoints."""
+    return ["--model-dir", str(out / "model"), "--tensorboard-dir", str(out / "tensorboard"),
+            "--output-data-dir", str(out / "output"), "--checkpoint-dir", str(out / "checkpoints")]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, sample_dir) -> Path:
     """A model dir from a real, one-epoch `mmsent train` on the small sample."""
@@ -37,8 +43,7 @@ def tiny_model_dir(tmp_path_factory, sample_dir) -> Path:
 
     root = tmp_path_factory.mktemp("tiny-run")
     result = mmsent("train", "--data-dir", str(sample_dir), "--epochs", "1", "--max-train-samples", "16", *TINY_TRAINING,
-                    "--model-dir", str(root / "model"), "--tensorboard-dir", str(root / "tensorboard"),
-                    "--output-data-dir", str(root / "output"), "--checkpoint-dir", str(root / "checkpoints"))  # fmt: skip
+                    *run_folders(root))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "model"
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import assert_same_run_results
+from tests.conftest import assert_same_run_results, run_folders
 
 # Video only, frozen backbone (eval mode), no dropout, no class weights: each rank's mean loss over
 # its 4 items averages to the 8-item mean, so DDP's averaged gradients equal one process's. Any
@@ -19,8 +19,7 @@ SETTINGS = ["--modalities", "video", "--dropout", "0", "--class-weights", "none"
 
 def _run(command: list[str], data, out, batch_size: int) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")} | {"OMP_NUM_THREADS": "1"}
-    args = ["train", "--data-dir", str(data), *SETTINGS, "--batch-size", str(batch_size), "--model-dir", str(out / "model"),
-            "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "output"), "--checkpoint-dir", str(out / "ckpt")]  # fmt: skip
+    args = ["train", "--data-dir", str(data), *SETTINGS, "--batch-size", str(batch_size), *run_folders(out)]
     result = subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result

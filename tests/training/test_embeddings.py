@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import assert_same_run_results
+from tests.conftest import assert_same_run_results, run_folders
 from tests.test_cli import mmsent
 
 SETTINGS = ["--epochs", "2", "--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--batch-size", "8",
@@ -10,9 +10,7 @@ SETTINGS = ["--epochs", "2", "--num-frames", "2", "--frame-size", "32", "--audio
 
 
 def _train(data, out, cache, *extra):
-    result = mmsent("train", "--data-dir", str(data), *SETTINGS, "--cache-dir", str(cache), "--model-dir", str(out / "model"),
-                    "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "output"),
-                    "--checkpoint-dir", str(out / "c"), *extra)  # fmt: skip
+    result = mmsent("train", "--data-dir", str(data), *SETTINGS, "--cache-dir", str(cache), *run_folders(out), *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

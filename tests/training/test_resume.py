@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mmsent.training.checkpoint import CheckpointFolder
-from tests.conftest import assert_same_run_results
+from tests.conftest import assert_same_run_results, run_folders
 from tests.test_cli import mmsent
 
 TINY = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--batch-size", "4", "--num-workers", "0",
@@ -21,8 +21,7 @@ TINY = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--ba
 
 
 def _train_args(data, out) -> list[str]:
-    return ["train", "--data-dir", str(data), *TINY, "--model-dir", str(out / "model"), "--tensorboard-dir",
-            str(out / "tb"), "--output-data-dir", str(out / "output"), "--checkpoint-dir", str(out / "checkpoints")]  # fmt: skip
+    return ["train", "--data-dir", str(data), *TINY, *run_folders(out)]
 
 
 @pytest.mark.slow
@@ -84,7 +83,7 @@ def test_a_non_finite_last_micro_batch_drops_the_whole_accumulated_step(sample_d
     monkeypatch.setattr(loop, "MultiTaskLoss", NanOnSecondBatch)
     media = MediaConfig(num_frames=2, frame_size=32, audio_seconds=2)
     out = tmp_path / "run"
-    paths = loop.RunPaths(out / "model", out / "tb", out / "output", out / "checkpoints")
+    paths = loop.RunPaths(out / "model", out / "tensorboard", out / "output", out / "checkpoints")
     final = loop.train(find_splits(sample_dir), DataConfig(media=media, modalities=("audio",)), ModelConfig(modalities=("audio",)),
                        TrainConfig(epochs=1, batch_size=8, grad_accum_steps=2, max_train_samples=16, num_workers=0), paths)  # fmt: skip
     assert final["skipped_steps"] == 1

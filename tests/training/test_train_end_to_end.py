@@ -21,7 +21,7 @@ from mmsent.training.validate import predict, summarize
 from mmsent.config import TrainConfig
 from mmsent.data.dataset import MeldDataset
 
-from tests.conftest import TINY_TRAINING
+from tests.conftest import TINY_TRAINING, run_folders
 from tests.test_cli import mmsent
 
 TINY = TINY_TRAINING
@@ -31,8 +31,7 @@ TINY = TINY_TRAINING
 def run(tmp_path_factory, sample_dir):
     root = tmp_path_factory.mktemp("run")
     result = mmsent("train", "--data-dir", str(sample_dir), "--epochs", "2", *TINY,
-                    "--model-dir", str(root / "model"), "--tensorboard-dir", str(root / "tb"),
-                    "--output-data-dir", str(root / "out"), "--checkpoint-dir", str(root / "ckpt"))  # fmt: skip
+                    *run_folders(root))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return root, result
 
@@ -46,8 +45,8 @@ def test_model_dir_holds_everything_to_use_the_model_alone(run):
     metrics = json.loads((root / "model" / "metrics.json").read_text())
     assert metrics["best_epoch"] in (1, 2) and metrics["epochs_run"] == 2
     assert set(metrics["test"]["emotion"]["per_class"]) == set(TASKS["emotion"])
-    assert len(json.loads((root / "out" / "history.json").read_text())) == 2
-    assert f"model:       {root / 'model'}" in result.stdout and f"tensorboard --logdir {root / 'tb'}" in result.stdout
+    assert len(json.loads((root / "output" / "history.json").read_text())) == 2
+    assert f"model:       {root / 'model'}" in result.stdout and f"tensorboard --logdir {root / 'tensorboard'}" in result.stdout
 
 
 def test_epoch_metric_lines_match_the_sagemaker_definitions(run):
@@ -66,7 +65,7 @@ def test_progress_is_plain_lines_when_stdout_is_not_a_terminal(run):
 
 def test_tensorboard_event_files_hold_scalars_images_graph_and_hparams(run):
     root, _ = run
-    events = EventAccumulator(str(root / "tb"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    events = EventAccumulator(str(root / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     events.Reload()
     tags = events.Tags()
     for tag in ("Loss/train", "Loss/validation", "Accuracy/validation/emotion", "Accuracy/validation/sentiment",
@@ -126,15 +125,13 @@ def test_text_only_training_on_csvs_without_clips_repeats_with_the_same_seed(mel
     for attempt in ("a", "b"):
         out = tmp_path / attempt
         result = mmsent("train", "--data-dir", str(data), "--modalities", "text", "--epochs", "1", "--batch-size", "8",
-                        "--num-workers", "0", "--seed", "5", "--model-dir", str(out / "m"),
-                        "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "o"),
-                        "--checkpoint-dir", str(out / "c"))  # fmt: skip
+                        "--num-workers", "0", "--seed", "5", *run_folders(out))  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
-        assert json.loads((out / "m" / "config.json").read_text())["model"]["modalities"] == ["text"]
-        states.append(torch.load(out / "m" / "model.pth", weights_only=True))
+        assert json.loads((out / "model" / "config.json").read_text())["model"]["modalities"] == ["text"]
+        states.append(torch.load(out / "model" / "model.pth", weights_only=True))
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
-    assert (tmp_path / "a" / "m" / "metrics.json").read_text() == (tmp_path / "b" / "m" / "metrics.json").read_text()
+    assert (tmp_path / "a" / "model" / "metrics.json").read_text() == (tmp_path / "b" / "model" / "metrics.json").read_text()
 
 
 @pytest.mark.slow
@@ -146,10 +143,9 @@ def test_the_fused_model_beats_every_single_modality_on_the_sample(tmp_path):
         out = tmp_path / modalities.replace(",", "-")
         result = mmsent("train", "--data-dir", str(data), "--modalities", modalities, "--epochs", "4", "--seed", "1",
                         "--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--num-workers", "0", "--batch-size", "8",
-                        "--model-dir", str(out / "m"), "--tensorboard-dir", str(out / "tb"), "--output-data-dir", str(out / "o"),
-                        "--checkpoint-dir", str(out / "c"), "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+                        *run_folders(out), "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
-        scores[modalities] = json.loads((out / "m" / "metrics.json").read_text())["test"]["emotion"]
+        scores[modalities] = json.loads((out / "model" / "metrics.json").read_text())["test"]["emotion"]
         shutil.rmtree(out)  # about 0.6 GB of model and checkpoints a run: keep the disk small
     fused = scores.pop("text,audio,video")
     print({"fused": fused["weighted_f1"], **{k: v["weighted_f1"] for k, v in scores.items()}})
