@@ -194,3 +194,18 @@ def test_frames_too_far_apart_once_skipped_mean_a_full_decode(tmp_path):
     assert _decoded_with_nonref_skipped(path) <= FRAMES // 6
     cfg = MediaConfig(num_frames=8)
     assert np.array_equal(decode_clip(path, cfg).frames, decode_clip(path, cfg, skip_nonref=False).frames)
+
+
+def test_every_decoder_option_is_one_ffmpeg_knows(clips):
+    # FFmpeg reports an unknown option value only through its log, which PyAV keeps silent unless
+    # asked: torchvision 0.25 (in the SageMaker training image) turns it on at import, and a
+    # misspelt skip_frame value then printed two lines per clip while the probe skipped nothing.
+    import subprocess
+    import sys
+
+    code = ("import av.logging; av.logging.set_level(av.logging.ERROR)\n"
+            "from mmsent.config import MediaConfig; from mmsent.data.media import decode_clip\n"
+            f"print(decode_clip({str(clips['good'])!r}, MediaConfig(num_frames=4, frame_size=32)).issues)")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "()", result.stderr
+    assert result.stderr == ""

@@ -91,7 +91,7 @@ def decode_clip(
     # Opening probes the streams by decoding their first frames; for 720p H.264 with B-frames that
     # costs more than a fifth of decoding the whole clip. The header already says what we need
     # (size, rate, duration), so the probe skips non-reference frames too.
-    probe = [{"skip_frame": "nonref"}] * _MAX_STREAMS if skip_nonref else None
+    probe = [{"skip_frame": "noref"}] * _MAX_STREAMS if skip_nonref else None  # FFmpeg's AVDiscard name
     try:
         container = av.open(str(path), metadata_errors="ignore", stream_options=probe)
     except (av.FFmpegError, OSError, ValueError):
