@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench image-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
+
+# The SageMaker job's Python environment reproduced (the training image's Python, torch, torchvision,
+# torchaudio, numpy; a few GB downloaded once into .cache/image-venvs), the job's requirements.txt
+# installed into it, and `mmsent launch --local` run there. FRAMEWORK=2.5.1 checks another image.
+image-check: $(STAMP)
+	$(BIN)/python tools/image_check.py $(if $(FRAMEWORK),--framework-version $(FRAMEWORK))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

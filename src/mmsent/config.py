@@ -5,6 +5,7 @@ Each module takes the part it needs: media decoding takes `MediaConfig`, tokenis
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 MODALITIES: tuple[str, ...] = ("text", "audio", "video")
@@ -125,6 +126,7 @@ class TrainConfig:
     seed: int = 42  # the same seed repeats a run on CPU
     log_every: int = 20  # batches between progress lines when stdout is not a terminal
     checkpoint_every_steps: int = 0  # also checkpoint every this many optimizer steps; 0: at epoch ends (and on SIGTERM) only
+    checkpoint_every_minutes: float | None = None  # also checkpoint when this many minutes passed since the last one; default 10 in a SageMaker job (its stop signal may never reach the script), else 0 (off)
     keep_checkpoints: int = 2  # newest checkpoints kept; raise it to keep a longer trail
     resume: bool = True  # continue from the newest valid checkpoint in the checkpoint folder, if there is one
     max_bad_steps: int = 10  # non-finite losses in a row (each step skipped) that stop the run
@@ -150,6 +152,8 @@ class TrainConfig:
             raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         if self.class_weights not in CLASS_WEIGHTS:
             raise ValueError(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
+        if self.checkpoint_every_minutes is not None and not 0 <= self.checkpoint_every_minutes < math.inf:
+            raise ValueError(f"checkpoint_every_minutes must be a finite number of minutes, 0 or more, got {self.checkpoint_every_minutes}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"max_train_samples must be at least 1, got {self.max_train_samples}")
 

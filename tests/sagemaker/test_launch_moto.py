@@ -171,3 +171,16 @@ def test_jobs_errors_from_the_service_are_clear(aws):
     env, _ = aws
     result = mmsent("jobs", "describe", "never-launched", env=env)
     assert result.returncode == 2 and "SageMaker:" in result.stderr and "never-launched" in result.stderr
+
+
+def test_an_image_that_cannot_run_the_job_is_refused_before_any_call(aws):
+    env, clients = aws
+    before = _keys(clients["s3"])
+    old = _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--framework-version", "2.5.1", "--job-name", "old-image")
+    assert old.returncode == 2
+    assert "pytorch-training 2.5.1 cannot run the job's requirements" in old.stderr and "needs torch>=2.6" in old.stderr
+    unknown = _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--framework-version", "2.3.0")
+    assert unknown.returncode == 2 and "--framework-version '2.3.0': mmsent knows the packages of" in unknown.stderr
+    copies = _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--instance-count", "2", "--job-name", "two-copies")
+    assert copies.returncode == 2 and "instance count 2 without --distribution torchrun" in copies.stderr
+    assert _keys(clients["s3"]) == before

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from mmsent.training.checkpoint import CheckpointFolder
 from tests.conftest import TINY_TRAINING
 from tests.test_cli import mmsent
 
@@ -31,13 +32,17 @@ def test_local_job_trains_through_the_toolkit_and_writes_what_the_service_would(
     assert any((base / "output" / "tensorboard").glob("events.out.tfevents.*"))  # SM_OUTPUT_DIR/tensorboard
     assert (base / "output" / "data" / "history.json").is_file()  # SM_OUTPUT_DATA_DIR
     assert [p.name for p in (base / "checkpoints").glob("*.pt")] == ["checkpoint-0002-0000000.pt"]  # CheckpointConfig's LocalPath
+    # Inside a job, wall-clock checkpoints are on by default: the stop signal may never reach the script.
+    _, payload = CheckpointFolder(base / "checkpoints", keep=2).newest_valid()
+    assert payload["configs"]["train"]["checkpoint_every_minutes"] == 10.0
 
 
 @pytest.mark.slow
 def test_a_failing_job_reports_failure_with_its_reason(sample_dir, tmp_path):
     base = tmp_path / "job"
-    result = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", str(base),
-                    "--", "--epochs", "1", "--num-frames", "0")  # fmt: skip
+    # A relative --local-dir, as the README's default (runs/JOB) is: the toolkit gets it made absolute.
+    result = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", "job",
+                    "--", "--epochs", "1", "--num-frames", "0", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1
     assert (base / "output" / "failure").is_file()
     assert "num_frames must be a positive integer" in result.stdout + result.stderr

@@ -12,8 +12,8 @@ def test_sourcedir_holds_the_entry_point_requirements_and_package(tmp_path):
         requirements = tar.extractfile("requirements.txt").read().decode()
     assert ENTRY_POINT in names and "mmsent/cli.py" in names and "mmsent/training/loop.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
-    # The training image's own torch, torchvision and torchaudio are never reinstalled.
-    assert not any(line.split("==")[0] in ("torch", "torchvision", "torchaudio") for line in requirements.splitlines())
+    # The training image's own torch, torchvision and torchaudio, pinned: pip leaves them as they are.
+    assert requirements.splitlines()[:3] == ["torch==2.10.0", "torchvision==0.25.0", "torchaudio==2.10.0"]
     assert "transformers==" in requirements and "av==" in requirements
     assert requirements.splitlines() == image_requirements()
 

@@ -3,14 +3,13 @@ from dataclasses import replace
 
 import pytest
 
-from mmsent.sagemaker.images import gpus_per_instance, training_image_uri
 from mmsent.sagemaker.request import JobSettings, LaunchValidationError, build_request, validate_request
 from mmsent.training.tracking import METRIC_DEFINITIONS
 
 GOOD = JobSettings(
     job_name="mmsent-test-1",
     role_arn="arn:aws:iam::123456789012:role/service-role/SageMakerRole",
-    image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311",
+    image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-gpu-py313",
     region="us-east-1",
     channels={"train": "s3://my-bucket/mmsent/data/train/", "validation": "s3://my-bucket/mmsent/data/validation/"},
     output_uri="s3://my-bucket/mmsent/output",
@@ -68,6 +67,7 @@ BAD = [
     ({"spot": True, "max_wait_seconds": 30 * 24 * 3600}, "spot: max wait 2592000 s"),
     ({"max_wait_seconds": 90000}, "max wait applies to spot training only"),
     ({"distribution": "torchrun"}, "torchrun distribution needs several GPUs or several instances"),
+    ({"instance_count": 2}, "instance count 2 without --distribution torchrun"),
     ({"tags": {"aws:reserved": "x"}}, "tag 'aws:reserved'"),
     ({"tags": {f"t{i}": "v" for i in range(51)}}, "51 tags: at most 50"),
 ]  # fmt: skip
@@ -84,10 +84,3 @@ def test_all_problems_are_reported_at_once():
     with pytest.raises(LaunchValidationError) as caught:
         validate_request(build_request(replace(GOOD, job_name="a b", role_arn="r", instance_count=0)))
     assert len(caught.value.problems) == 3
-
-
-def test_image_for_region_and_instance():
-    assert training_image_uri("us-west-2", "ml.g5.xlarge") == "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:2.5.1-gpu-py311"
-    assert training_image_uri("af-south-1", "ml.m5.xlarge").startswith("626614931356.dkr.ecr.af-south-1.amazonaws.com/pytorch-training:2.5.1-cpu")
-    assert ".amazonaws.com.cn/" in training_image_uri("cn-north-1", "ml.p3.2xlarge")
-    assert (gpus_per_instance("ml.g5.12xlarge"), gpus_per_instance("ml.g5.xlarge"), gpus_per_instance("ml.c5.xlarge")) == (4, 1, 0)

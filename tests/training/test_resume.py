@@ -139,3 +139,40 @@ def test_a_file_where_a_folder_should_be_is_a_clear_error_before_training(sample
     result = mmsent(*_train_args(sample_dir, tmp_path), "--modalities", "audio", option, str(tmp_path / "in-the-way"))
     assert result.returncode == 2 and message in result.stderr
     assert "epoch 1/2 train" not in result.stdout and (tmp_path / "in-the-way").read_text() == "a file"
+
+
+@pytest.mark.slow
+def test_a_run_killed_without_sigterm_resumes_from_its_time_based_checkpoint_and_ends_as_an_uninterrupted_one(sample_dir, tmp_path):
+    # Inside a SageMaker image the stop signal may never reach the script: SIGKILL stands for that.
+    # A tiny interval makes every optimizer step "due", so the newest checkpoint is mid-epoch.
+    args = ["--modalities", "audio", "--keep-checkpoints", "20"]
+    whole = tmp_path / "whole"
+    assert mmsent(*_train_args(sample_dir, whole), *args).returncode == 0
+    _, payload = CheckpointFolder(whole / "checkpoints", keep=20).newest_valid()
+    assert payload["configs"]["train"]["checkpoint_every_minutes"] == 0.0  # off outside a SageMaker job
+
+    cut = tmp_path / "cut"
+    timed = [*_train_args(sample_dir, cut), *args, "--checkpoint-every-minutes", "0.00001"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    process = subprocess.Popen([sys.executable, "-m", "mmsent", *timed], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)  # fmt: skip
+    for line in process.stdout:
+        if line.startswith("epoch 1/2 train 5/8"):
+            process.kill()
+            break
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    saved = [p.name for p in CheckpointFolder(cut / "checkpoints", keep=20).checkpoints()]
+    assert saved and all(name.startswith("checkpoint-0001-") for name in saved)  # mid-epoch 1, time-based only
+    assert len(saved) >= 4 and not (cut / "model" / "metrics.json").exists()
+
+    resumed = mmsent(*timed)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout and "batches done" in resumed.stdout
+    assert_same_run_results(cut, whole, loss_tolerance=1e-5)
+
+
+def test_checkpoint_every_minutes_must_be_finite_and_not_negative(sample_dir, tmp_path):
+    for value in ("-1", "nan", "inf"):
+        result = mmsent(*_train_args(sample_dir, tmp_path), "--checkpoint-every-minutes", value)
+        assert result.returncode == 2 and "checkpoint_every_minutes must be a finite number of minutes" in result.stderr, value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import os
 import sys
 import time
@@ -16,6 +17,10 @@ from mmsent.commands.common import (
 )  # fmt: skip
 from mmsent.config import DataConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
+
+# Inside a SageMaker job, a wall-clock checkpoint this often: what a stop or spot reclaim can lose
+# when its SIGTERM never reaches the script (each save costs seconds; an epoch of MELD, many minutes).
+SAGEMAKER_CHECKPOINT_MINUTES = 10.0
 
 
 def add_parsers(commands) -> None:
@@ -67,6 +72,8 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
 
     model_cfg = model_config(args)
     train_cfg = config_from_args(TrainConfig, args)
+    if train_cfg.checkpoint_every_minutes is None:
+        train_cfg = replace(train_cfg, checkpoint_every_minutes=SAGEMAKER_CHECKPOINT_MINUTES if env.in_sagemaker else 0.0)
     dist = DistInfo(rank=env.rank, local_rank=env.local_rank, world_size=env.world_size)
     if dist.rank >= dist.world_size:
         return error(f"RANK={dist.rank} is not below WORLD_SIZE={dist.world_size}")

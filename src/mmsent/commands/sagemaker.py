@@ -35,7 +35,9 @@ def add_parsers(commands) -> None:
     launch.add_argument("--max-wait", type=int, help="spot only: seconds of run plus waiting for capacity (default: 2 x max run)")
     launch.add_argument("--input-mode", default="File", help="File (copy to the instance) or FastFile (stream from S3)")
     launch.add_argument("--image-uri", help="training image (default: the AWS PyTorch training image for the region)")
-    launch.add_argument("--framework-version", default=None, help="PyTorch version of the default image")
+    launch.add_argument("--framework-version", default=None, help="PyTorch version of the AWS training image (default: "
+                        "the newest one mmsent knows, see mmsent.sagemaker.images); the job's requirements.txt pins that "
+                        "image's torch, torchvision and torchaudio, so with --image-uri name the version it is built on")
     launch.add_argument("--distribution", default="none", choices=["none", "torchrun"],
                         help="torchrun over several GPUs or instances (sagemaker_torch_distributed_enabled): "
                         "one DDP process per GPU; --batch-size is per process")
@@ -45,7 +47,10 @@ def add_parsers(commands) -> None:
     launch.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     launch.add_argument("--local", action="store_true", help="run the job's container contract here through the "
                         "real SageMaker training toolkit, without Docker")
-    launch.add_argument("--local-dir", type=Path, help="with --local: the /opt/ml-style folder (default: runs/local-TIME)")
+    launch.add_argument("--local-dir", type=Path, help="with --local: the /opt/ml-style folder (default: runs/JOB-NAME)")
+    launch.add_argument("--python", type=Path, help="with --local: the Python the toolkit and the job run under, e.g. a "
+                        "venv holding the training image's packages (make image-check); it needs sagemaker-training. "
+                        "Default: this one")
     launch.add_argument("training_args", nargs=argparse.REMAINDER, help="-- then mmsent train arguments")
     launch.set_defaults(run=_run_launch)
 
@@ -109,10 +114,14 @@ def _launch_local(args: argparse.Namespace, env: Environment, hyperparameters: d
 
     from mmsent.data.layout import CHANNELS, find_splits
 
-    if importlib.util.find_spec("sagemaker_training") is None:
+    python = str(args.python) if args.python else sys.executable
+    if args.python is not None and not args.python.is_file():
+        return error(f"--python {args.python}: no such interpreter")
+    if args.python is None and importlib.util.find_spec("sagemaker_training") is None:
         return error("--local runs the SageMaker training toolkit, which is not installed: pip install 'mmsent[local]'")
+    from mmsent.sagemaker.images import DEFAULT_FRAMEWORK_VERSION
     from mmsent.sagemaker.local import job_outcome, prepare_tree, run_toolkit
-    from mmsent.sagemaker.package import build_sourcedir
+    from mmsent.sagemaker.package import build_sourcedir, image_conflicts
 
     if args.data_dir is None:
         from mmsent.data.sample import cached_sample
@@ -124,14 +133,18 @@ def _launch_local(args: argparse.Namespace, env: Environment, hyperparameters: d
     # A channel is the split's folder in MELD.Raw (CSV and clip folder), or the CSV's folder.
     channels = {CHANNELS[split]: files.csv_path.parent for split, files in splits.items()}
     job_name = args.job_name or time.strftime("mmsent-local-%Y%m%d-%H%M%S")
-    base = args.local_dir or Path("runs") / job_name
+    # Absolute: the toolkit runs with the tree as its working directory and SAGEMAKER_BASE_DIR both.
+    base = (args.local_dir or Path("runs") / job_name).resolve()
     sourcedir = base / "sourcedir.tar.gz"
     try:  # refuses a folder that holds a job already, before writing anything into it
         prepare_tree(base, sourcedir, channels, {k: json.dumps(v) for k, v in hyperparameters.items()}, args.input_mode)
     except FileExistsError as problem:
         return error(str(problem))
-    build_sourcedir(sourcedir)
-    code = run_toolkit(base, job_name)
+    framework_version = args.framework_version or DEFAULT_FRAMEWORK_VERSION
+    for conflict in image_conflicts(framework_version):  # here only a warning: a rehearsal may mean to see it fail
+        print(f"warning: {conflict}", file=sys.stderr)
+    build_sourcedir(sourcedir, framework_version)
+    code = run_toolkit(base, job_name, python=python)
     status, reason = job_outcome(base)
     print(f"\nlocal job {job_name}: {status} (toolkit exit status {code})")
     if status != "Completed":
@@ -144,6 +157,7 @@ def _launch_local(args: argparse.Namespace, env: Environment, hyperparameters: d
 def _launch_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
     from mmsent.sagemaker.images import DEFAULT_FRAMEWORK_VERSION, training_image_uri
     from mmsent.sagemaker.launch import Storage, data_channels, job_uris, launch, print_request, wait_for_job
+    from mmsent.sagemaker.package import image_conflicts
     from mmsent.sagemaker.request import JobSettings
 
     missing = [flag for flag, value in (("--role", args.role), ("--bucket", args.bucket)) if not value]
@@ -167,8 +181,10 @@ def _launch_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) ->
     else:
         channels = {name: uri for name, uri in (("train", args.train_uri), ("validation", args.validation_uri),
                                                 ("test", args.test_uri)) if uri}  # fmt: skip
-    image = args.image_uri or training_image_uri(session.region_name, args.instance_type,
-                                                 args.framework_version or DEFAULT_FRAMEWORK_VERSION)  # fmt: skip
+    framework_version = args.framework_version or DEFAULT_FRAMEWORK_VERSION
+    if conflicts := image_conflicts(framework_version):  # the job would install, start, then fail at import
+        return error(f"pytorch-training {framework_version} cannot run the job's requirements:\n  " + "\n  ".join(conflicts))
+    image = args.image_uri or training_image_uri(session.region_name, args.instance_type, framework_version)
     settings = JobSettings(
         job_name=job_name, role_arn=args.role, image_uri=image, region=session.region_name, channels=channels,
         training_args=hyperparameters, instance_type=args.instance_type, instance_count=args.instance_count,
@@ -179,7 +195,7 @@ def _launch_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) ->
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        request = launch(settings, session, data_dir=args.data_dir, dry_run=args.dry_run)
+        request = launch(settings, session, framework_version, data_dir=args.data_dir, dry_run=args.dry_run)
     except (ClientError, BotoCoreError, Boto3Error) as problem:
         return error(f"AWS: {problem}")
     if args.dry_run:

@@ -1,13 +1,52 @@
-"""The AWS Deep Learning Containers PyTorch training image for a region and an instance type."""
+"""The AWS Deep Learning Containers PyTorch training image for a region and an instance type, and
+the framework packages each image holds (what the job's requirements.txt must leave as they are).
+
+Sources, read 2026-11-28:
+- the SageMaker Python SDK's image table, `sagemaker/core/image_uri_config/pytorch.json` in PyPI's
+  sagemaker-core 2.27.0 (2026-10-21): training versions up to 2.10.0 (py313), with their registries;
+- aws/deep-learning-containers, `pytorch/training/docker/<version>/py3/<cuda>/Dockerfile.gpu`: the
+  Python, torch, torchvision and torchaudio versions each image installs. Their numpy: 1.26.4 in
+  the py311/py312 images; unpinned (2.x) since the SDK allowed numpy 2 (sagemaker-python-sdk
+  pull request 5465, 2026-01), which the py313 images need (numpy 1.x has no Python 3.13 build).
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-DEFAULT_FRAMEWORK_VERSION = "2.5.1"  # a PyTorch training image with Python 3.11, as mmsent needs
-DEFAULT_PY_VERSION = "py311"
+
+@dataclass(frozen=True)
+class FrameworkImage:
+    """What one PyTorch training image provides, as its Dockerfile installs it."""
+
+    python: str  # e.g. "3.13"
+    torch: str
+    torchvision: str
+    torchaudio: str
+    numpy: str  # the version the image-check venv installs; requirements keep its major version
+
+    @property
+    def py_version(self) -> str:
+        """The image tag's Python part: py313."""
+        return "py" + self.python.replace(".", "")
+
+    @property
+    def framework_packages(self) -> dict[str, str]:
+        return {"torch": self.torch, "torchvision": self.torchvision, "torchaudio": self.torchaudio}
+
+
+# The newest training image: transformers 5 needs torch >= 2.6, so 2.5.1 and older cannot run the job.
+DEFAULT_FRAMEWORK_VERSION = "2.10.0"
+FRAMEWORK_IMAGES: dict[str, FrameworkImage] = {
+    "2.10.0": FrameworkImage(python="3.13", torch="2.10.0", torchvision="0.25.0", torchaudio="2.10.0", numpy="2.4.6"),
+    "2.8.0": FrameworkImage(python="3.12", torch="2.8.0", torchvision="0.23.0", torchaudio="2.8.0", numpy="1.26.4"),
+    # The former default: kept so `make image-check FRAMEWORK=2.5.1` shows why it had to go.
+    "2.5.1": FrameworkImage(python="3.11", torch="2.5.1", torchvision="0.20.1", torchaudio="2.5.1", numpy="1.26.4"),
+}
 _DEFAULT_ACCOUNT = "763104351884"
-# The DLC registries outside the default account, as AWS publishes them.
+# The DLC registries outside the default account (pytorch.json, training 2.10.0), in the partitions
+# whose registry domain is known here (aws, aws-cn, aws-us-gov); elsewhere pass --image-uri.
 DLC_ACCOUNTS: dict[str, str] = {
     "af-south-1": "626614931356",
     "ap-east-1": "871362719292",
@@ -17,6 +56,7 @@ DLC_ACCOUNTS: dict[str, str] = {
     "ap-southeast-3": "907027046896",
     "ap-southeast-4": "457447274322",
     "ap-southeast-5": "550225433462",
+    "ap-southeast-6": "633930458069",
     "ap-southeast-7": "590183813437",
     "ca-west-1": "204538143572",
     "cn-north-1": "727897471807",
@@ -27,17 +67,20 @@ DLC_ACCOUNTS: dict[str, str] = {
     "il-central-1": "780543022126",
     "me-central-1": "914824155844",
     "me-south-1": "217643126080",
+    "me-west-1": "124382933778",
     "mx-central-1": "637423239942",
     "us-gov-east-1": "446045086412",
     "us-gov-west-1": "442386744353",
 }
-# Instance families with NVIDIA GPUs, and GPUs per size where a family has more than one.
-GPU_FAMILIES: frozenset[str] = frozenset({"p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "g4dn", "g5", "g6", "g6e", "gr6"})
+# GPUs per instance where a type has more than one (the SDK's instance_gpu_info.json; p6 from
+# AWS's instance type pages: p6-b200.48xlarge 8 B200, p6e-gb200.36xlarge 4 GB200). Every other
+# GPU type has one.
 _MULTI_GPU: dict[str, int] = {
-    "ml.p3.8xlarge": 4, "ml.p3.16xlarge": 8, "ml.p3dn.24xlarge": 8, "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8,
-    "ml.p5.48xlarge": 8, "ml.p5e.48xlarge": 8, "ml.p5en.48xlarge": 8, "ml.g4dn.12xlarge": 4, "ml.g5.12xlarge": 4,
-    "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8, "ml.g6.12xlarge": 4, "ml.g6.24xlarge": 4, "ml.g6.48xlarge": 8,
-    "ml.g6e.12xlarge": 4, "ml.g6e.24xlarge": 4, "ml.g6e.48xlarge": 8,
+    "ml.p2.8xlarge": 8, "ml.p2.16xlarge": 16, "ml.p3.8xlarge": 4, "ml.p3.16xlarge": 8, "ml.p3dn.24xlarge": 8,
+    "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8, "ml.p5.48xlarge": 8, "ml.p5e.48xlarge": 8, "ml.p5en.48xlarge": 8,
+    "ml.p6-b200.48xlarge": 8, "ml.p6e-gb200.36xlarge": 4,
+    "ml.g4dn.12xlarge": 4, "ml.g5.12xlarge": 4, "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8, "ml.g6.12xlarge": 4,
+    "ml.g6.24xlarge": 4, "ml.g6.48xlarge": 8, "ml.g6e.12xlarge": 4, "ml.g6e.24xlarge": 4, "ml.g6e.48xlarge": 8,
 }  # fmt: skip
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
 
@@ -47,15 +90,27 @@ def instance_family(instance_type: str) -> str:
 
 
 def gpus_per_instance(instance_type: str) -> int:
-    if instance_family(instance_type) not in GPU_FAMILIES:
+    """0 for CPU instances. A family starting with g or p has NVIDIA GPUs, as the SageMaker SDK
+    decides it (image_uris._processor), so families newer than this table still get the GPU image."""
+    family = instance_family(instance_type)
+    if not family or family[0] not in "gp":
         return 0
     return _MULTI_GPU.get(instance_type, 1)
 
 
-def training_image_uri(region: str, instance_type: str, framework_version: str = DEFAULT_FRAMEWORK_VERSION,
-                       py_version: str = DEFAULT_PY_VERSION) -> str:
-    """e.g. 763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311"""
+def framework_image(framework_version: str) -> FrameworkImage:
+    if framework_version not in FRAMEWORK_IMAGES:
+        raise ValueError(f"--framework-version {framework_version!r}: mmsent knows the packages of "
+                         f"{', '.join(FRAMEWORK_IMAGES)} only (its requirements.txt pins them)")  # fmt: skip
+    return FRAMEWORK_IMAGES[framework_version]
+
+
+def training_image_uri(region: str, instance_type: str, framework_version: str = DEFAULT_FRAMEWORK_VERSION) -> str:
+    """e.g. 763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-gpu-py313"""
+    image = framework_image(framework_version)
+    if "-iso" in region or region.startswith("eusc-"):
+        raise ValueError(f"region {region}: its registry domain is not known to mmsent; pass --image-uri")
     account = DLC_ACCOUNTS.get(region, _DEFAULT_ACCOUNT)
     domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     processor = "gpu" if gpus_per_instance(instance_type) else "cpu"
-    return f"{account}.dkr.ecr.{region}.{domain}/pytorch-training:{framework_version}-{processor}-{py_version}"
+    return f"{account}.dkr.ecr.{region}.{domain}/pytorch-training:{framework_version}-{processor}-{image.py_version}"

@@ -66,9 +66,10 @@ def data_channels(data_dir: Path, storage: Storage) -> dict[str, str]:
     return {CHANNELS[split]: storage.uri("data", name, CHANNELS[split]) + "/" for split in find_splits(data_dir)}
 
 
-def launch(settings: JobSettings, session, data_dir: Path | None = None, dry_run: bool = False) -> dict:
-    """Validate, then (unless dry_run) upload the data to its channels, the sources, and create the job.
-    Returns the CreateTrainingJob request."""
+def launch(settings: JobSettings, session, framework_version: str, data_dir: Path | None = None,
+           dry_run: bool = False) -> dict:
+    """Validate, then (unless dry_run) upload the data to its channels, the sources (their
+    requirements.txt for the image of `framework_version`), and create the job. Returns the request."""
     request = build_request(settings)
     validate_request(request)
     if dry_run:
@@ -78,7 +79,7 @@ def launch(settings: JobSettings, session, data_dir: Path | None = None, dry_run
         upload_data(s3, data_dir, settings.channels)
     bucket, key = parse_s3_uri(settings.sourcedir_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        upload_file(s3, build_sourcedir(Path(tmp) / "sourcedir.tar.gz"), bucket, key)
+        upload_file(s3, build_sourcedir(Path(tmp) / "sourcedir.tar.gz", framework_version), bucket, key)
     session.client("sagemaker").create_training_job(**request)
     print(f"created training job {settings.job_name} ({settings.instance_count} x {settings.instance_type}"
           f"{', spot' if settings.spot else ''}) in {settings.region}")  # fmt: skip

@@ -63,8 +63,9 @@ def prepare_tree(base: Path, sourcedir: Path, channels: dict[str, Path], hyperpa
     return base
 
 
-def run_toolkit(base: Path, job_name: str, extra_env: dict[str, str] | None = None) -> int:
-    """Run the training toolkit on a prepared tree; its exit status. Output streams through."""
+def run_toolkit(base: Path, job_name: str, extra_env: dict[str, str] | None = None, python: str = sys.executable) -> int:
+    """Run the training toolkit on a prepared tree under `python` (which has sagemaker-training);
+    its exit status. Output streams through."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     env |= {
         "SAGEMAKER_BASE_DIR": str(base),
@@ -72,7 +73,7 @@ def run_toolkit(base: Path, job_name: str, extra_env: dict[str, str] | None = No
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PYTHONUNBUFFERED": "1",
     } | (extra_env or {})
-    command = [sys.executable, "-c", "from sagemaker_training.trainer import train; train()"]
+    command = [python, "-c", "from sagemaker_training.trainer import train; train()"]
     return subprocess.run(command, env=env, cwd=base).returncode
 
 

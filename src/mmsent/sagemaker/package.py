@@ -2,8 +2,9 @@
 
 It holds the `mmsent` package as source, the entry script the image runs (named by the
 `sagemaker_program` hyperparameter), and a requirements.txt that the image's toolkit installs
-first. The PyTorch training image already has torch, torchvision and torchaudio built for its
-CUDA: reinstalling them would pull gigabytes and could break its CUDA build, so they are left out.
+first (`pip install -r requirements.txt`). The PyTorch training image already has torch,
+torchvision and torchaudio built for its CUDA: replacing them would pull gigabytes and could break
+its CUDA build, so requirements.txt pins them to the image's own versions, which pip leaves alone.
 The archive is byte-for-byte reproducible (sorted, fixed times), so an unchanged one is not re-uploaded.
 """
 
@@ -15,12 +16,14 @@ import tarfile
 from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 import mmsent
+from mmsent.sagemaker.images import DEFAULT_FRAMEWORK_VERSION, framework_image
 
 ENTRY_POINT = "mmsent_train.py"
-# Already in the PyTorch training image, matched to its CUDA; never reinstall them.
-IMAGE_PROVIDES: frozenset[str] = frozenset({"torch", "torchvision", "torchaudio"})
-# Tools for development only: not needed to train.
+# Tools for development only: not needed to train (and the training image has boto3 already).
 _NOT_FOR_TRAINING: frozenset[str] = frozenset({"boto3"})
 
 _ENTRY_SCRIPT = '''"""Entry point run by the SageMaker training toolkit: `mmsent train` with the job's hyperparameters."""
@@ -33,27 +36,55 @@ if __name__ == "__main__":
 '''
 
 
-def image_requirements() -> list[str]:
-    """mmsent's pinned dependencies, less what the training image provides."""
-    lines = []
-    for requirement in metadata.requires("mmsent") or []:
-        if "extra ==" in requirement:
+def image_requirements(framework_version: str = DEFAULT_FRAMEWORK_VERSION) -> list[str]:
+    """requirements.txt for the training image of `framework_version`: its own torch, torchvision and
+    torchaudio as `==` lines (so pip fails loudly rather than replace the image's CUDA build with a
+    PyPI one; `==2.10.0` accepts the image's `2.10.0+cu130`, PEP 440 ignoring local labels), numpy
+    held to the image's major version, then mmsent's own pinned dependencies."""
+    image = framework_image(framework_version)
+    major = int(image.numpy.split(".")[0])
+    lines = [f"{name}=={version}" for name, version in image.framework_packages.items()]
+    lines.append(f"numpy>={major},<{major + 1}")
+    for line in metadata.requires("mmsent") or []:
+        requirement = Requirement(line)
+        if requirement.marker is not None:  # an extra's: dev, bench, local
             continue
-        name = requirement.split("=")[0].split("<")[0].split(">")[0].split("[")[0].strip().lower()
-        if name not in IMAGE_PROVIDES and name not in _NOT_FOR_TRAINING:
-            lines.append(requirement.strip())
+        name = canonicalize_name(requirement.name)
+        if name not in image.framework_packages and name != "numpy" and name not in _NOT_FOR_TRAINING:
+            lines.append(str(requirement))
     return lines
 
 
-def build_sourcedir(destination: Path) -> Path:
-    """Write sourcedir.tar.gz to `destination` (a file path) and return it."""
+def image_conflicts(framework_version: str) -> list[str]:
+    """Lower bounds on the image's torch, torchvision, torchaudio or numpy (`torch>=2.6`) that the
+    packages requirements.txt names declare in their installed metadata, extras included, and that
+    the image's own versions fall below: each would fail the job at import, after it started."""
+    image = framework_image(framework_version)
+    provided = image.framework_packages | {"numpy": image.numpy}
+    conflicts = []
+    for line in image_requirements(framework_version):
+        package = Requirement(line)
+        if canonicalize_name(package.name) in provided:
+            continue
+        for declared in metadata.requires(package.name) or []:
+            bound = Requirement(declared)
+            name = canonicalize_name(bound.name)
+            lower = [spec for spec in bound.specifier if spec.operator in (">=", ">", "~=")]
+            if name in provided and lower and not all(spec.contains(provided[name], prereleases=True) for spec in lower):
+                conflicts.append(f"{package.name} {metadata.version(package.name)} needs {declared.split(';')[0]}; "
+                                 f"pytorch-training {framework_version} has {name} {provided[name]}")  # fmt: skip
+    return sorted(set(conflicts))
+
+
+def build_sourcedir(destination: Path, framework_version: str = DEFAULT_FRAMEWORK_VERSION) -> Path:
+    """Write sourcedir.tar.gz, for the training image of `framework_version`, to `destination` (a file path)."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     package_root = Path(mmsent.__file__).resolve().parent
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         _add_bytes(archive, ENTRY_POINT, _ENTRY_SCRIPT.encode())
-        _add_bytes(archive, "requirements.txt", ("\n".join(image_requirements()) + "\n").encode())
+        _add_bytes(archive, "requirements.txt", ("\n".join(image_requirements(framework_version)) + "\n").encode())
         for path in sorted(package_root.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 _add_bytes(archive, f"mmsent/{path.relative_to(package_root).as_posix()}", path.read_bytes())

@@ -153,10 +153,12 @@ def validate_request(request: dict) -> None:
             problems.append(f"spot: max wait {wait} s: at most {MAX_RUNTIME_SECONDS} (28 days)")
     elif "MaxWaitTimeInSeconds" in stopping:
         problems.append("max wait applies to spot training only (--spot)")
-    if json.loads(hyperparameters.get("sagemaker_torch_distributed_enabled", "false")) and not (
-        resources["InstanceCount"] > 1 or gpus_per_instance(resources["InstanceType"]) > 1
-    ):
+    torchrun = json.loads(hyperparameters.get("sagemaker_torch_distributed_enabled", "false"))
+    if torchrun and not (resources["InstanceCount"] > 1 or gpus_per_instance(resources["InstanceType"]) > 1):
         problems.append("torchrun distribution needs several GPUs or several instances")
+    if resources["InstanceCount"] > 1 and not torchrun:
+        problems.append(f"instance count {resources['InstanceCount']} without --distribution torchrun: each instance "
+                        "would train its own copy of the model; add --distribution torchrun")  # fmt: skip
     if len(request["Tags"]) > MAX_TAGS:
         problems.append(f"{len(request['Tags'])} tags: at most {MAX_TAGS}")
     for tag in request["Tags"]:

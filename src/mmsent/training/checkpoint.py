@@ -43,7 +43,7 @@ _NAME = re.compile(r"^checkpoint-(\d{4})-(\d{7})\.pt$")
 
 # Settings that may change between a run and its resumption (more epochs, other worker counts);
 # any other difference means the checkpoint belongs to a different run.
-RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "log_every", "checkpoint_every_steps", "keep_checkpoints",
+RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "log_every", "checkpoint_every_steps", "checkpoint_every_minutes", "keep_checkpoints",
                                "max_bad_steps", "early_stopping_patience", "resume", "cache_embeddings"})  # fmt: skip
 
 

@@ -13,7 +13,8 @@ Features and the settings that turn them on (all in TrainConfig unless named oth
   backbones then run once per dataset and their outputs are reused (`cache_embeddings`).
 - Quick experiments: `max_train_samples`. Early stopping on validation emotion weighted F1:
   `early_stopping_patience`. Repeatable runs on CPU: `seed`.
-- Checkpoints at every epoch's end and every `checkpoint_every_steps` optimizer steps, the newest
+- Checkpoints at every epoch's end, every `checkpoint_every_steps` optimizer steps and, at the
+  first optimizer step once `checkpoint_every_minutes` have passed since the last one, the newest
   `keep_checkpoints` kept; a run started again resumes from the newest valid one (`resume`) and
   ends as the uninterrupted run would have. SIGTERM (SageMaker's stop and spot reclaim) or Ctrl-C:
   a checkpoint at the next batch boundary, then `TrainingInterrupted`.
@@ -173,9 +174,16 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     else:
         log.graph(model, to_device(next(iter(val_loader)), device))
 
+    # Wall-clock checkpoints: inside a SageMaker job the script is a child of a PID 1 shell that
+    # does not forward SIGTERM, so a stop or spot reclaim may end it without the signal's save.
+    checkpoint_seconds = 60 * (cfg.checkpoint_every_minutes or 0)
+    last_checkpoint = time.monotonic()
+
     def save_checkpoint() -> Path:
         # Every rank's RNG state goes in (a collective); rank 0 alone builds and writes the
         # payload (a CPU copy of the weights); all learn whether it worked.
+        nonlocal last_checkpoint
+        last_checkpoint = time.monotonic()
         rng_states = distributed.gather_objects(dist, rng_state())
         path, failure = paths.checkpoint_dir / checkpoint_name(state), None
         if dist.is_main:
@@ -211,7 +219,9 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
                 with sync:
                     with precision.autocast():
                         loss = loss_fn(trained(batch), batch)
-                    non_finite, stop_now = distributed.any_rank(dist, [not torch.isfinite(loss).item(), stop.requested], device)
+                    time_due = checkpoint_seconds > 0 and time.monotonic() - last_checkpoint >= checkpoint_seconds
+                    non_finite, stop_now, time_due = distributed.any_rank(
+                        dist, [not torch.isfinite(loss).item(), stop.requested, time_due], device)  # agreed: one collective  # fmt: skip
                     if non_finite:
                         bad_in_a_row += 1
                         state.skipped_steps += 1
@@ -248,7 +258,7 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
                     if stop_now:
                         progress.close()
                         raise TrainingInterrupted(stop.signal or 15, save_checkpoint())
-                    if cfg.checkpoint_every_steps and state.optimizer_steps % cfg.checkpoint_every_steps == 0:
+                    if time_due or (cfg.checkpoint_every_steps and state.optimizer_steps % cfg.checkpoint_every_steps == 0):
                         save_checkpoint()
                 progress.update(loss=state.loss_sum / max(state.items_seen, 1))
             progress.close()
