@@ -123,10 +123,44 @@ def test_launch_with_s3_uris_as_they_are(aws):
     assert one_gpu.returncode == 2 and "torchrun distribution needs several GPUs or several instances" in one_gpu.stderr
 
 
-def test_missing_bucket_is_a_clear_error(aws, sample_dir):
-    env, _ = aws
+def test_a_missing_bucket_or_one_in_another_region_is_a_clear_error_before_any_upload(aws, sample_dir):
+    env, clients = aws
     result = mmsent("launch", "--role", ROLE, "--bucket", "no-such-bucket-here", "--data-dir", str(sample_dir), env=env)
-    assert result.returncode == 2 and "AWS:" in result.stderr and "NoSuchBucket" in result.stderr
+    assert result.returncode == 2 and "bucket no-such-bucket-here does not exist" in result.stderr
+    clients["s3"].create_bucket(Bucket="mmsent-in-ireland", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    elsewhere = mmsent("launch", "--role", ROLE, "--bucket", "mmsent-in-ireland", "--data-dir", str(sample_dir), env=env)
+    assert elsewhere.returncode == 2, elsewhere.stderr
+    assert "bucket mmsent-in-ireland is in eu-west-1, the job would run in us-east-1" in elsewhere.stderr
+    assert clients["s3"].list_objects_v2(Bucket="mmsent-in-ireland").get("KeyCount") == 0
+
+
+def test_a_403_for_a_missing_key_means_upload_it(aws, tmp_path):
+    # S3 answers HeadObject with 403, not 404, for a missing key when the caller may not
+    # s3:ListBucket. botocore's before-call hook stands in for that one answer; the PUT is moto's.
+    from botocore.awsrequest import AWSResponse
+
+    from mmsent.sagemaker.s3 import upload_files
+
+    env, clients = aws
+    s3 = clients["s3"]
+    denied = []
+
+    def forbid_head(**_):
+        denied.append(1)
+        return AWSResponse("https://s3.example", 403, {}, None), {"Error": {"Code": "403", "Message": "Forbidden"},
+                                                                   "ResponseMetadata": {"HTTPStatusCode": 403}}  # fmt: skip
+
+    s3.meta.events.register("before-call.s3.HeadObject", forbid_head)
+    try:
+        files = []
+        for i in range(3):
+            (tmp_path / f"f{i}.bin").write_bytes(bytes([i]) * 100)
+            files.append((tmp_path / f"f{i}.bin", f"forbidden/f{i}.bin"))
+        assert upload_files(s3, files, BUCKET, progress=False) == {f"forbidden/f{i}.bin": True for i in range(3)}
+    finally:
+        s3.meta.events.unregister("before-call.s3.HeadObject", forbid_head)
+    assert len(denied) == 3
+    assert s3.get_object(Bucket=BUCKET, Key="forbidden/f2.bin")["Body"].read() == bytes([2]) * 100
 
 
 def test_launch_needs_role_bucket_and_data(aws):

@@ -15,7 +15,7 @@ from pathlib import Path
 from mmsent.data.layout import CHANNELS, find_splits
 from mmsent.sagemaker.package import build_sourcedir
 from mmsent.sagemaker.request import JobSettings, build_request, validate_request
-from mmsent.sagemaker.s3 import parse_s3_uri, upload_file, upload_folder
+from mmsent.sagemaker.s3 import check_bucket, parse_s3_uri, s3_client, upload_file, upload_files
 
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -40,24 +40,25 @@ def job_uris(storage: Storage, job_name: str) -> dict[str, str]:
 
 
 def upload_data(s3, data_dir: Path, channels: dict[str, str]) -> None:
-    """Upload each split of a local dataset to the channel URI `data_channels` planned for it;
-    files already there unchanged are skipped."""
+    """Upload each split of a local dataset to the channel URI `data_channels` planned for it, all
+    files at once through the upload pool; files already there unchanged are skipped."""
+    planned: dict[str, list[tuple[Path, str]]] = {}
+    buckets = set()
     for split, files in find_splits(data_dir).items():
         channel = CHANNELS[split]
         bucket, prefix = parse_s3_uri(channels[channel])
+        buckets.add(bucket)
         prefix = prefix.rstrip("/")
-        uploaded = skipped = 0
-        if upload_file(s3, files.csv_path, bucket, f"{prefix}/{files.csv_path.name}"):
-            uploaded += 1
-        else:
-            skipped += 1
+        planned[channel] = [(files.csv_path, f"{prefix}/{files.csv_path.name}")]
         if files.clip_dir is not None:
             # Clips keep their folder name (train_splits/...) unless they sit beside the CSV.
-            below = "" if files.clip_dir == files.csv_path.parent else files.clip_dir.name
-            clips = [p for p in files.clip_dir.glob("*.mp4") if p.is_file()]
-            up, skip = upload_folder(s3, files.clip_dir, bucket, f"{prefix}/{below}".rstrip("/"), clips)
-            uploaded, skipped = uploaded + up, skipped + skip
-        print(f"channel {channel}: {uploaded} files uploaded, {skipped} unchanged, {channels[channel]}")
+            below = "" if files.clip_dir == files.csv_path.parent else f"{files.clip_dir.name}/"
+            planned[channel] += [(p, f"{prefix}/{below}{p.name}") for p in sorted(files.clip_dir.glob("*.mp4")) if p.is_file()]
+    (bucket,) = buckets  # data_channels puts every channel in the one --bucket
+    uploaded = upload_files(s3, [item for items in planned.values() for item in items], bucket)
+    for channel, items in planned.items():
+        count = sum(uploaded[key] for _, key in items)
+        print(f"channel {channel}: {count} files uploaded, {len(items) - count} unchanged, {channels[channel]}")
 
 
 def data_channels(data_dir: Path, storage: Storage) -> dict[str, str]:
@@ -74,7 +75,8 @@ def launch(settings: JobSettings, session, framework_version: str, data_dir: Pat
     validate_request(request)
     if dry_run:
         return request
-    s3 = session.client("s3")
+    s3 = s3_client(session)
+    check_bucket(s3, parse_s3_uri(settings.sourcedir_uri)[0], settings.region)
     if data_dir is not None:
         upload_data(s3, data_dir, settings.channels)
     bucket, key = parse_s3_uri(settings.sourcedir_uri)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+
+from tqdm import tqdm
 
 from mmsent.files import sha256_of
 
@@ -13,8 +17,15 @@ BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 CHECKSUM_KEY = "sha256"  # object metadata that records the uploaded file's checksum
 
 
+UPLOAD_WORKERS = 16  # S3 serves many requests at once; one at a time, MELD's 13.7k clips are hours of round trips
+
+
 class S3UriError(ValueError):
     pass
+
+
+class BucketError(ValueError):
+    """The bucket is missing, forbidden, or in another region than the job."""
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -33,24 +44,61 @@ def upload_file(s3, path: Path, bucket: str, key: str) -> bool:
         if head["ContentLength"] == path.stat().st_size and head.get("Metadata", {}).get(CHECKSUM_KEY) == checksum:
             return False
     except s3.exceptions.ClientError as error:
-        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+        # 403 is what S3 answers for a missing key when the caller may not s3:ListBucket: upload it.
+        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound", "403", "Forbidden", "AccessDenied"):
             raise
     s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {CHECKSUM_KEY: checksum}})
     return True
 
 
-def upload_folder(s3, folder: Path, bucket: str, prefix: str, files: list[Path] | None = None) -> tuple[int, int]:
-    """Upload `files` (default: every file under `folder`) keyed by their path relative to it.
-    Returns (uploaded, skipped as unchanged)."""
-    folder = Path(folder)
-    uploaded = skipped = 0
-    for path in sorted(files if files is not None else (p for p in folder.rglob("*") if p.is_file())):
-        key = f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}"
-        if upload_file(s3, path, bucket, key):
-            uploaded += 1
-        else:
-            skipped += 1
-    return uploaded, skipped
+def upload_files(s3, files: list[tuple[Path, str]], bucket: str, workers: int = UPLOAD_WORKERS,
+                 progress: bool = True) -> dict[str, bool]:
+    """Upload each (path, key) unless unchanged, `workers` at a time (boto3's clients are thread-safe),
+    under one progress bar in bytes and files. {key: uploaded}; the first failure stops the rest."""
+    sizes = {key: Path(path).stat().st_size for path, key in files}
+    done: dict[str, bool] = {}
+    with tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="upload", disable=not progress,
+              file=sys.stderr) as bar, ThreadPoolExecutor(max_workers=workers) as pool:  # fmt: skip
+        pending = {pool.submit(upload_file, s3, path, bucket, key): key for path, key in files}
+        try:
+            for finished in as_completed(pending):
+                key = pending[finished]
+                done[key] = finished.result()
+                bar.update(sizes[key])
+                bar.set_postfix_str(f"{len(done)}/{len(files)} files", refresh=False)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return done
+
+
+def s3_client(session, workers: int = UPLOAD_WORKERS):
+    """An S3 client whose connection pool fits `workers` threads (botocore's default is 10)."""
+    from botocore.config import Config
+
+    return session.client("s3", config=Config(max_pool_connections=workers))
+
+
+def check_bucket(s3, bucket: str, region: str) -> None:
+    """The bucket exists, may be used, and lies in the job's region (SageMaker reads channels and
+    writes outputs in its own region): else BucketError naming what is wrong."""
+    try:
+        response = s3.head_bucket(Bucket=bucket)
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    except s3.exceptions.ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code"))
+        headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise BucketError(f"bucket {bucket} does not exist (create it in {region}, or pass another --bucket)") from None
+        if code in ("403", "Forbidden", "AccessDenied"):
+            raise BucketError(f"bucket {bucket}: access denied; launch needs s3:ListBucket, s3:GetObject and "
+                              "s3:PutObject on it (README, SageMaker: permissions)") from None  # fmt: skip
+        if "x-amz-bucket-region" not in headers:  # a 301 or 400 from another region names it; anything else is not ours
+            raise
+    found = headers.get("x-amz-bucket-region")
+    if found and found != region:
+        raise BucketError(f"bucket {bucket} is in {found}, the job would run in {region}: use a bucket in {region}, "
+                          f"or --region {found}")  # fmt: skip
 
 
 def download_prefix(s3, bucket: str, prefix: str, destination: Path) -> int:
