@@ -5,10 +5,19 @@ Each module takes the part it needs: media decoding takes `MediaConfig`, tokenis
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 MODALITIES: tuple[str, ...] = ("text", "audio", "video")
+
+
+def require_finite(settings) -> None:
+    """Every float setting is a number: NaN passes every `<` and `>` check, and inf trains NaN weights."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,7 @@ class MediaConfig:
     hop_length: int = 160  # 10 ms hop at 16 kHz
 
     def __post_init__(self) -> None:
+        require_finite(self)
         for name in ("num_frames", "frame_size", "sample_rate", "n_mels", "n_fft", "hop_length"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -86,6 +96,7 @@ class ModelConfig:
     dropout: float = 0.3  # in projections, fusion and heads; raise it when validation loss climbs early
 
     def __post_init__(self) -> None:
+        require_finite(self)
         DataConfig(modalities=self.modalities)  # the same modality check, one message
         bad = sorted(set(self.freeze) - set(FREEZABLE))
         if bad:
@@ -133,6 +144,7 @@ class TrainConfig:
     cache_embeddings: bool = True  # frozen backbones run once per dataset (on the media cache) and their outputs are reused
 
     def __post_init__(self) -> None:
+        require_finite(self)
         positive = ("epochs", "batch_size", "grad_accum_steps", "log_every", "keep_checkpoints", "max_bad_steps")
         for name in positive:
             if getattr(self, name) < 1:

@@ -139,3 +139,21 @@ def test_a_csv_that_cannot_be_read_is_a_clear_error(tmp_path):
     folder.mkdir()
     with pytest.raises(MeldFormatError, match=r"train_sent_emo\.csv: cannot read the CSV \(Is a directory\)"):
         read_meld_csv(folder)
+
+
+def test_a_repeated_dialogue_and_utterance_id_names_both_lines(tmp_path):
+    second = [*GOOD_ROW[:3], "anger", "negative", *GOOD_ROW[5:]]  # the same ids, a conflicting label
+    path = _write(tmp_path / "twice.csv", list(MELD_COLUMNS), [GOOD_ROW, ["2", "Next", "Ross", *GOOD_ROW[3:5], "0", "1", *GOOD_ROW[7:]], second])
+    with pytest.raises(MeldFormatError, match=r"twice\.csv: rows at lines 2 and 4 are both Dialogue_ID 0, Utterance_ID 0"):
+        read_meld_csv(path)
+
+
+def test_a_split_with_only_a_header_names_the_file_through_the_cli(tmp_path):
+    from tests.test_cli import mmsent
+
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    _write(folder / "train_sent_emo.csv", list(MELD_COLUMNS), [])
+    result = mmsent("data", "check", "--data-dir", str(folder))
+    assert result.returncode == 2, result.stderr
+    assert f"{folder / 'train_sent_emo.csv'}: a header and no rows" in result.stderr and "Traceback" not in result.stderr

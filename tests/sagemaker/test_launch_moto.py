@@ -218,3 +218,15 @@ def test_an_image_that_cannot_run_the_job_is_refused_before_any_call(aws):
     copies = _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--instance-count", "2", "--job-name", "two-copies")
     assert copies.returncode == 2 and "instance count 2 without --distribution torchrun" in copies.stderr
     assert _keys(clients["s3"]) == before
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--epochs", "0"], "training arguments: epochs must be at least 1, got 0"),
+    (["--learning-rate", "-1"], "training arguments: learning_rate must be positive, got -1.0"),
+    (["--modalities", "foo"], "training arguments: modalities must be a non-empty subset of text,audio,video, got foo"),
+    (["--num-frames", "0"], "training arguments: num_frames must be a positive integer, got 0"),
+])  # fmt: skip
+def test_training_arguments_are_validated_as_mmsent_train_would_before_any_call(aws, args, message):
+    env, _ = aws
+    result = _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--dry-run", "--", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-500:]

@@ -42,10 +42,10 @@ def test_a_failing_job_reports_failure_with_its_reason(sample_dir, tmp_path):
     base = tmp_path / "job"
     # A relative --local-dir, as the README's default (runs/JOB) is: the toolkit gets it made absolute.
     result = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", "job",
-                    "--", "--epochs", "1", "--num-frames", "0", cwd=tmp_path)  # fmt: skip
+                    "--", "--epochs", "1", "--cache-dir", "/dev/null/cache", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1
     assert (base / "output" / "failure").is_file()
-    assert "num_frames must be a positive integer" in result.stdout + result.stderr
+    assert "cannot write the media cache" in result.stdout + result.stderr
     sources = (base / "sourcedir.tar.gz").stat().st_mtime_ns
     again = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", str(base))
     assert again.returncode == 2 and "already holds a job's tree" in again.stderr

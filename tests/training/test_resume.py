@@ -176,3 +176,31 @@ def test_checkpoint_every_minutes_must_be_finite_and_not_negative(sample_dir, tm
     for value in ("-1", "nan", "inf"):
         result = mmsent(*_train_args(sample_dir, tmp_path), "--checkpoint-every-minutes", value)
         assert result.returncode == 2 and "checkpoint_every_minutes must be a finite number of minutes" in result.stderr, value
+
+
+def test_an_epoch_whose_every_step_was_skipped_fails_instead_of_saving_an_untrained_model(sample_dir, tmp_path, monkeypatch):
+    from mmsent.config import DataConfig, MediaConfig, ModelConfig, TrainConfig
+    from mmsent.data.layout import find_splits
+    from mmsent.training import loop
+
+    class AlwaysNan(loop.MultiTaskLoss):
+        def forward(self, logits, batch):
+            return super().forward(logits, batch) * float("nan")
+
+    monkeypatch.setattr(loop, "MultiTaskLoss", AlwaysNan)
+    media = MediaConfig(num_frames=2, frame_size=32, audio_seconds=2)
+    out = tmp_path / "run"
+    paths = loop.RunPaths(out / "model", out / "tensorboard", out / "output", out / "checkpoints")
+    with pytest.raises(loop.TrainingError, match="every training step of epoch 1 was skipped"):
+        loop.train(find_splits(sample_dir), DataConfig(media=media, modalities=("audio",)), ModelConfig(modalities=("audio",)),
+                   TrainConfig(epochs=1, batch_size=8, max_train_samples=16, num_workers=0, max_bad_steps=100), paths)  # fmt: skip
+    assert not (out / "model" / "model.pth").exists()
+
+
+@pytest.mark.parametrize("setting", ["--weight-decay", "--learning-rate", "--sentiment-loss-weight", "--dropout"])
+def test_a_non_finite_setting_is_refused_before_training(sample_dir, tmp_path, setting):
+    for value in ("nan", "inf"):
+        result = mmsent(*_train_args(sample_dir, tmp_path), setting, value)
+        name = setting[2:].replace("-", "_")
+        assert result.returncode == 2 and f"{name} must be a finite number, got {value}" in result.stderr, result.stderr[-500:]
+        assert "epoch 1/2 train" not in result.stdout

@@ -8,9 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from mmsent.arguments import config_from_args
 from mmsent.commands.common import (
-    EXIT_OK, SAMPLE_MEDIA, RaisingParser, add_training_settings, error, positive_int,
+    EXIT_OK, SAMPLE_MEDIA, RaisingParser, add_training_settings, error, model_config, positive_int,
 )  # fmt: skip
+from mmsent.config import MediaConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
 
 
@@ -86,7 +88,13 @@ def _training_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
             raise ValueError(f"training arguments: {folder} is set by the job's container contract; leave it out")
     probe = RaisingParser(prog="mmsent train")
     add_training_settings(probe)
-    probe.parse_args(tokens)
+    parsed = probe.parse_args(tokens)
+    try:  # the same configs `mmsent train` builds, so a bad value fails here, not inside the paid job
+        model_config(parsed)
+        for settings in (TextConfig, MediaConfig, TrainConfig):
+            config_from_args(settings, parsed)
+    except ValueError as problem:
+        raise ValueError(f"training arguments: {problem}") from None
     hyperparameters: dict[str, str] = {}
     index = 0
     while index < len(tokens):

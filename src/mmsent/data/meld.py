@@ -88,7 +88,18 @@ def read_meld_csv(path: Path) -> list[Utterance]:
                     f"the header is {', '.join(repr(c) for c in header) or '(empty)'}, "
                     f"a MELD CSV has {', '.join(MELD_COLUMNS)}"
                 )
-            return [_parse_row(path, reader.line_num, row) for row in reader]
+            utterances, lines = [], {}
+            for row in reader:
+                utterance = _parse_row(path, reader.line_num, row)
+                key = (utterance.dialogue_id, utterance.utterance_id)
+                if key in lines:  # the clip name dia{D}_utt{U}.mp4 would then belong to two rows
+                    raise MeldFormatError(f"{path}: rows at lines {lines[key]} and {reader.line_num} are both "
+                                          f"Dialogue_ID {key[0]}, Utterance_ID {key[1]}; each utterance must appear once")  # fmt: skip
+                lines[key] = reader.line_num
+                utterances.append(utterance)
+            if not utterances:
+                raise MeldFormatError(f"{path}: a header and no rows; a split needs at least one utterance")
+            return utterances
     except UnicodeDecodeError as error:
         raise MeldFormatError(
             f"{path}: not valid UTF-8 at byte {error.start} ({error.object[error.start:error.start + 4]!r}); "

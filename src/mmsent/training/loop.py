@@ -264,6 +264,9 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
             progress.close()
             loss_sum, items_seen, media_issues = distributed.sum_over_ranks(
                 dist, [state.loss_sum, state.items_seen, state.media_issues], device)  # fmt: skip
+            if items_seen == 0:  # however short the epoch, an untrained model must not be saved as the result
+                raise TrainingError(f"every training step of epoch {epoch} was skipped for a non-finite loss: nothing "
+                                    "was learnt; check the learning rates, loss weights and inputs")  # fmt: skip
             train_stats = {"loss": loss_sum / max(items_seen, 1), "seconds": time.monotonic() - started,
                            "media_issues": int(media_issues)}  # fmt: skip
 
