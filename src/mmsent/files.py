@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
+
+
+class LockHeld(RuntimeError):
+    """Another process holds the lock; `holder` says which ("process PID on HOST")."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path):
+    """Hold an flock on `path` (created if absent) for the block, writing this process's PID and host
+    into it; LockHeld naming the holder if another process has it. The kernel releases it when the
+    process dies, however it dies, so a lock is never left stale."""
+    with Path(path).open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise LockHeld(handle.read().strip() or "another process") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield
 
 
 def write_json_atomic(path: Path, value) -> None:

@@ -94,3 +94,63 @@ def test_a_folder_that_is_not_a_cache_is_refused(sample_dir, tmp_path):
     with pytest.raises(CacheError, match="not empty and not an mmsent cache"):
         build_cache(find_splits(sample_dir), MEDIA, tmp_path, progress=False, say=_quiet)
     assert os.listdir(tmp_path) == ["precious.txt"]
+
+
+def test_two_builds_of_one_folder_at_once_the_second_names_the_first(sample_dir, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_cli import mmsent
+
+    folder = tmp_path / "c"
+    args = ["cache", "--data-dir", str(sample_dir), "--cache-dir", str(folder), "--workers", "1"]
+    first = subprocess.Popen([sys.executable, "-m", "mmsent", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = folder / cache_module.LOCK
+    while first.poll() is None and not (lock.is_file() and lock.read_text().strip()):
+        time.sleep(0.05)  # until the first holds the lock and has said who it is
+    second = mmsent(*args)
+    out, err = first.communicate()
+    assert first.returncode == 0, err[-2000:]
+    assert second.returncode == 2 and f"the media cache is being built by process {first.pid}" in second.stderr
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert all(entry["complete"] for entry in manifest["splits"].values())
+    assert all(np.load(folder / split / "done.npy").all() for split in manifest["splits"])  # nothing half-filled
+    third = mmsent(*args)
+    assert third.returncode == 0 and "resuming" not in third.stdout + third.stderr
+
+
+def test_a_build_that_ran_out_of_space_resumes_next_time(sample_dir, tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    from tests.test_cli import mmsent
+
+    def small_files() -> None:  # the kernel refuses writes past 200 kB (EFBIG), as a full disk does (ENOSPC)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    args = ["cache", "--data-dir", str(sample_dir), "--cache-dir", str(tmp_path / "c"), "--workers", "1",
+            "--num-frames", "2", "--frame-size", "32"]  # fmt: skip
+    failed = subprocess.run([sys.executable, "-m", "mmsent", *args], capture_output=True, text=True, preexec_fn=small_files)
+    assert failed.returncode == 2 and "cannot write the media cache" in failed.stderr, failed.stderr[-1000:]
+    again = mmsent(*args)
+    assert again.returncode == 0, again.stderr[-1000:]
+
+
+def test_a_cache_built_from_another_dataset_is_refused_unless_asked_to_rebuild(sample_dir, tmp_path):
+    import shutil
+
+    from tests.test_cli import mmsent
+
+    other = tmp_path / "other"
+    shutil.copytree(sample_dir, other)
+    cache = ["--cache-dir", str(tmp_path / "c"), "--workers", "1", "--num-frames", "2", "--frame-size", "32"]
+    assert mmsent("cache", "--data-dir", str(sample_dir), *cache).returncode == 0
+    refused = mmsent("cache", "--data-dir", str(other), *cache)
+    assert refused.returncode == 2
+    assert f"its train split was built from {(sample_dir / 'train' / 'train_sent_emo.csv').resolve()}" in refused.stderr
+    assert str(other / "train" / "train_sent_emo.csv") in refused.stderr
+    rebuilt = mmsent("cache", "--data-dir", str(other), *cache, "--rebuild-cache")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-1000:]
+    assert f"mmsent train --data-dir {other} --cache-dir" in rebuilt.stdout

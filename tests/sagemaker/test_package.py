@@ -28,6 +28,6 @@ def test_the_unpacked_entry_point_runs_mmsent_train(tmp_path):
         tar.extractall(tmp_path / "code", filter="data")
     # As the toolkit runs it: from /opt/ml/code, importing the packaged sources, not an installed mmsent.
     result = subprocess.run([sys.executable, "-I", ENTRY_POINT, "--help"], cwd=tmp_path / "code",
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+                            capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "usage: mmsent train" in result.stdout and "--learning-rate" in result.stdout

@@ -38,7 +38,7 @@ def test_sigterm_mid_epoch_saves_and_the_restarted_run_ends_as_an_uninterrupted_
         if line.startswith("epoch 1/2 train 3/8"):
             process.send_signal(signal.SIGTERM)
             break
-    stdout, stderr = process.communicate(timeout=300)
+    stdout, stderr = process.communicate()
     assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert "SIGTERM: stopping at the next safe point" in stderr and "checkpoint saved:" in stderr
     saved = CheckpointFolder(cut / "checkpoints", keep=2).checkpoints()
@@ -105,13 +105,33 @@ def test_a_checkpoint_write_that_runs_out_of_space_fails_cleanly(sample_dir, tmp
     # them with ENOSPC: the audio-only model dir (~1 MB) fits, its checkpoint (~4 MB) does not.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     result = subprocess.run([sys.executable, "-m", "mmsent", *_train_args(sample_dir, tmp_path), "--modalities", "audio"],
-                            capture_output=True, text=True, env=env, timeout=300,
+                            capture_output=True, text=True, env=env,
                             preexec_fn=_limit_file_size(2_500_000))  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
     assert "could not write checkpoint" in result.stderr and "earlier checkpoints are untouched" in result.stderr
     assert list((tmp_path / "checkpoints").iterdir()) == []  # nothing half-written, no temporary file
-    assert (tmp_path / "model" / "model.pth").is_file()
-    torch.load(tmp_path / "model" / "model.pth", weights_only=True)  # the model dir written before is whole
+    # The checkpoint is written before the model dir: with no checkpoint, no model dir claims the epoch.
+    assert not (tmp_path / "model" / "model.pth").exists()
+
+
+@pytest.mark.slow
+def test_a_model_dir_that_cannot_be_written_keeps_the_epochs_checkpoint_and_the_same_command_finishes(sample_dir, tmp_path):
+    # The frozen R3D-18 makes model.pth (every weight, ~130 MB) far larger than a checkpoint (trainable
+    # weights only, ~5 MB): a 50 MB file-size limit lets the checkpoint land and refuses the model dir.
+    args = [*_train_args(sample_dir, tmp_path), "--modalities", "audio,video", "--epochs", "1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    failed = subprocess.run([sys.executable, "-m", "mmsent", *args], capture_output=True, text=True, env=env,
+                            preexec_fn=_limit_file_size(50_000_000))  # fmt: skip
+    assert failed.returncode == 2, failed.stderr[-2000:]
+    assert "could not write the model dir" in failed.stderr and "the same command again writes it" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    path, payload = CheckpointFolder(tmp_path / "checkpoints", keep=2).newest_valid()
+    assert path.name == "checkpoint-0002-0000000.pt" and payload["best_model"] is not None
+    again = mmsent(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed from" in again.stdout and "training already ended" in again.stdout
+    torch.load(tmp_path / "model" / "model.pth", weights_only=True)
+    assert (tmp_path / "model" / "metrics.json").is_file()
 
 
 def test_checkpoints_every_n_steps_and_resume_false_sets_old_ones_aside(sample_dir, tmp_path):
@@ -131,7 +151,10 @@ def test_checkpoints_every_n_steps_and_resume_false_sets_old_ones_aside(sample_d
 
 
 @pytest.mark.parametrize(("option", "message"), [
-    ("--checkpoint-dir", "cannot hold checkpoints (File exists)"),
+    ("--checkpoint-dir", "cannot hold the checkpoints (File exists)"),
+    ("--model-dir", "cannot hold the model dir (File exists)"),
+    ("--output-data-dir", "cannot hold the output data (File exists)"),
+    ("--tensorboard-dir", "cannot hold the TensorBoard logs (File exists)"),
     ("--cache-dir", "cannot write the media cache (File exists)"),
 ])  # fmt: skip
 def test_a_file_where_a_folder_should_be_is_a_clear_error_before_training(sample_dir, tmp_path, option, message):
@@ -175,7 +198,7 @@ def test_a_run_killed_without_sigterm_resumes_from_its_time_based_checkpoint_and
 def test_checkpoint_every_minutes_must_be_finite_and_not_negative(sample_dir, tmp_path):
     for value in ("-1", "nan", "inf"):
         result = mmsent(*_train_args(sample_dir, tmp_path), "--checkpoint-every-minutes", value)
-        assert result.returncode == 2 and "checkpoint_every_minutes must be a finite number of minutes" in result.stderr, value
+        assert result.returncode == 2 and "checkpoint_every_minutes must be a finite number" in result.stderr, value
 
 
 def test_an_epoch_whose_every_step_was_skipped_fails_instead_of_saving_an_untrained_model(sample_dir, tmp_path, monkeypatch):
@@ -204,3 +227,37 @@ def test_a_non_finite_setting_is_refused_before_training(sample_dir, tmp_path, s
         name = setting[2:].replace("-", "_")
         assert result.returncode == 2 and f"{name} must be a finite number, got {value}" in result.stderr, result.stderr[-500:]
         assert "epoch 1/2 train" not in result.stdout
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_run_folder_the_second_stops_naming_the_first(sample_dir, tmp_path):
+    import time
+
+    args = [*_train_args(sample_dir, tmp_path), "--modalities", "audio"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    first = subprocess.Popen([sys.executable, "-m", "mmsent", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)  # fmt: skip
+    lock = tmp_path / ".checkpoints.lock"
+    while first.poll() is None and not (lock.is_file() and lock.read_text().strip()):
+        time.sleep(0.05)
+    second = mmsent(*args)
+    out, err = first.communicate()
+    assert first.returncode == 0, err[-2000:]
+    assert second.returncode == 2 and f"is in use by another run (process {first.pid} on" in second.stderr
+    assert "epoch 1/2 train" not in second.stdout
+    assert mmsent(*args).returncode == 0  # the lock went with the first run
+
+
+def test_resuming_on_other_data_is_refused_naming_the_split(sample_dir, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(sample_dir, data)
+    args = ["train", "--data-dir", str(data), *TINY, "--epochs", "1", "--modalities", "audio", *run_folders(tmp_path / "run")]
+    assert mmsent(*args).returncode == 0
+    csv = data / "dev" / "dev_sent_emo.csv"
+    csv.write_text(csv.read_text().replace("joy", "anger", 1))  # one label changed
+    again = mmsent(*[a if a != "1" else "2" for a in args])  # more epochs: a resume of the finished run
+    assert again.returncode == 2, again.stderr[-1000:]
+    assert "was written training on other data: the dev split(s) differ" in again.stderr
+    assert "training already ended" not in again.stdout

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mmsent.arguments import add_config_arguments, config_from_args, given, parse_names
+from mmsent.arguments import add_config_arguments, config_from_args, given, parse_bool, parse_names
 from mmsent.config import MediaConfig, ModelConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
 
@@ -21,6 +21,7 @@ SAMPLE_MEDIA = {"num_frames": 4, "frame_size": 64}
 def add_training_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, help="decode every clip once into this media cache (built or updated "
                         "first) and train from it; frozen backbones then run once. Default: decode every epoch")
+    add_rebuild_cache(parser)
     add_model_arguments(parser)
     add_config_arguments(parser, TextConfig)
     add_config_arguments(parser, MediaConfig)
@@ -32,6 +33,11 @@ class RaisingParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise ValueError(f"training arguments: {message}")
+
+
+def add_rebuild_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rebuild-cache", type=parse_bool, nargs="?", const=True, default=False, metavar="BOOL",
+                        help="replace a media cache that another dataset built (default: refuse it)")
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:

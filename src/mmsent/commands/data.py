@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from mmsent.arguments import add_config_arguments
-from mmsent.commands.common import EXIT_OK, add_data_dir, error, media_config, positive_int, resolve_splits
+from mmsent.commands.common import (
+    EXIT_OK, add_data_dir, add_rebuild_cache, error, media_config, positive_int, resolve_splits,
+)  # fmt: skip
 from mmsent.config import MediaConfig
 from mmsent.environment import Environment
 
@@ -38,6 +40,7 @@ def add_parsers(commands) -> None:
     add_data_dir(cache)
     cache.add_argument("--cache-dir", type=Path, required=True, help="the cache folder (created if absent)")
     cache.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
+    add_rebuild_cache(cache)
     add_config_arguments(cache, MediaConfig)
     cache.set_defaults(run=_run_cache)
 
@@ -83,12 +86,13 @@ def _run_cache(args: argparse.Namespace, env: Environment) -> int:
     try:
         splits, on_sample = resolve_splits(args, env)
         media = media_config(args, on_sample)
-        caches = build_cache(splits, media, args.cache_dir, args.workers or default_workers())
+        caches = build_cache(splits, media, args.cache_dir, args.workers or default_workers(), rebuild=args.rebuild_cache)
     except (DatasetLayoutError, MeldFormatError, CacheError) as problem:  # CacheError: a file in the way, a full disk
         return error(str(problem))
     if not caches:
         return error("no clips to cache: the data is text-only")
     for split, cache in caches.items():
         print(f"{split}: {cache.rows} clips in {cache.folder}")
-    print(f"train from it: mmsent train --cache-dir {args.cache_dir} ...")
+    data = f"--data-dir {args.data_dir} " if args.data_dir is not None else ""
+    print(f"train from it: mmsent train {data}--cache-dir {args.cache_dir} ...")
     return EXIT_OK

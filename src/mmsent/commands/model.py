@@ -113,6 +113,7 @@ def _run_paths(args: argparse.Namespace, env: Environment):
         output_dir=args.output_data_dir or env.output_data_dir or run / "output",
         checkpoint_dir=args.checkpoint_dir or env.checkpoint_dir or run / "checkpoints",
         cache_dir=args.cache_dir,
+        rebuild_cache=args.rebuild_cache,
     )
 
 

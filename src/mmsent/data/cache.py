@@ -1,7 +1,9 @@
 """The decoded-media cache: every clip decoded once, then read back from memory-mapped arrays.
 
-    CACHE/manifest.json           format version, decode settings, and per split: the dataset
-                                  fingerprint, the row count and whether it is complete
+    CACHE/manifest.json           format version, decode settings, and per split: the CSV it was
+                                  built from, the dataset fingerprint, the row count and whether
+                                  it is complete (written before any array, so always there)
+    CACHE/.build.lock             held (flock) by the one process building the folder
     CACHE/<split>/frames.npy      (N, T, S, S, 3) uint8 RGB, as decode_clip samples them
     CACHE/<split>/log_mel.npy     (N, n_mels, mel_frames) float16 decibels
     CACHE/<split>/present.npy     (N, 2) bool: video present, audio present
@@ -18,6 +20,7 @@ as complete: readers accept only a split the manifest calls complete.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -32,10 +35,11 @@ from mmsent.config import MediaConfig
 from mmsent.data.layout import SplitFiles
 from mmsent.data.media import ISSUES, decode_clip, log_mel, map_clips
 from mmsent.data.meld import Utterance, read_meld_csv
-from mmsent.files import write_json_atomic
+from mmsent.files import LockHeld, exclusive_lock, write_json_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+LOCK = ".build.lock"  # flock'd by the one process building the folder; holds its PID and host
 _FLUSH_EVERY = 32  # items between flushes: what an interruption can cost to redo
 
 
@@ -43,8 +47,9 @@ class CacheError(ValueError):
     """A cache folder that cannot be used; the message says why."""
 
 
-def split_fingerprint(files: SplitFiles, utterances: list[Utterance]) -> str:
-    """SHA-256 over the CSV's bytes and each clip's name, size and modification time."""
+def split_fingerprint(files: SplitFiles, utterances: list[Utterance], times: bool = True) -> str:
+    """SHA-256 over the CSV's bytes and each clip's name, size and (with `times`) modification time.
+    Without times it survives a copy of the same data (a restarted SageMaker job downloads it anew)."""
     digest = hashlib.sha256(files.csv_path.read_bytes())
     for utterance in utterances:
         path = files.clip_path(utterance.clip_name)
@@ -52,7 +57,8 @@ def split_fingerprint(files: SplitFiles, utterances: list[Utterance]) -> str:
             stat = path.stat() if path is not None else None
         except OSError:
             stat = None
-        digest.update(f"{utterance.clip_name}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1};".encode())
+        mtime = (stat.st_mtime_ns if stat else -1) if times else 0
+        digest.update(f"{utterance.clip_name}:{stat.st_size if stat else -1}:{mtime};".encode())
     return digest.hexdigest()
 
 
@@ -103,21 +109,36 @@ def decode_issues(bits: int) -> tuple[str, ...]:
 
 
 def build_cache(splits: dict[str, SplitFiles], media: MediaConfig, folder: Path, workers: int = 1,
-                progress: bool | None = None, say=print) -> dict[str, SplitCache]:
+                progress: bool | None = None, say=print, rebuild: bool = False) -> dict[str, SplitCache]:
     """Bring the cache at `folder` up to date for every split with clips (reuse, resume or rebuild)
-    and return a reader for each. Text-only splits (no clip folder) are left out. A folder that
+    and return a reader for each. Text-only splits (no clip folder) are left out. One process
+    builds a folder at a time (an OS lock; another gets a CacheError naming it). A folder that
     cannot be written (a file, no permission, a full disk) is a CacheError; what was flushed stays
-    valid and the next build resumes from it."""
+    valid and the next build resumes from it. A cache built from another dataset (other CSV paths)
+    is a CacheError naming both, unless `rebuild`."""
     folder = Path(folder)
     try:
-        return _build(splits, media, folder, workers, progress, say)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / MANIFEST).is_file() and any(p.name != LOCK for p in folder.iterdir()):
+            raise CacheError(f"{folder}: not empty and not an mmsent cache (no {MANIFEST}); give an empty or new folder")
+        with _build_lock(folder):
+            return _build(splits, media, folder, workers, progress, say, rebuild)
     except OSError as error:
         raise CacheError(f"{folder}: cannot write the media cache ({error.strerror or error})") from error
 
 
+@contextlib.contextmanager
+def _build_lock(folder: Path):
+    try:
+        with exclusive_lock(folder / LOCK):
+            yield
+    except LockHeld as held:
+        raise CacheError(f"{folder}: the media cache is being built by {held.holder}; wait for it to finish, "
+                         "or give another --cache-dir") from None
+
+
 def _build(splits: dict[str, SplitFiles], media: MediaConfig, folder: Path, workers: int, progress: bool | None,
-           say) -> dict[str, SplitCache]:
-    folder.mkdir(parents=True, exist_ok=True)
+           say, rebuild: bool) -> dict[str, SplitCache]:
     manifest = _read_manifest(folder)
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("media") != asdict(media):
         if manifest.get("splits"):
@@ -125,6 +146,11 @@ def _build(splits: dict[str, SplitFiles], media: MediaConfig, folder: Path, work
         for split in list(manifest.get("splits", {})):
             shutil.rmtree(folder / split, ignore_errors=True)
         manifest = {"format_version": FORMAT_VERSION, "media": asdict(media), "splits": {}}
+    # Written before any array: a build that fails or is killed from here on leaves a folder the
+    # next build recognises and resumes, never "not an mmsent cache".
+    write_json_atomic(folder / MANIFEST, manifest)
+    if not rebuild:
+        _refuse_other_dataset(folder, manifest, splits)
     readers = {}
     for split, files in splits.items():
         if files.clip_dir is None:
@@ -138,21 +164,34 @@ def _build(splits: dict[str, SplitFiles], media: MediaConfig, folder: Path, work
         if entry is None or entry["fingerprint"] != fingerprint or not (folder / split / "done.npy").is_file():
             if entry is not None:
                 say(f"cache {folder}: the {split} split changed since it was cached; rebuilding it")
-            _create_split(folder / split, rows, media)
-            manifest["splits"][split] = {"fingerprint": fingerprint, "rows": rows, "csv": str(files.csv_path), "complete": False}
+            manifest["splits"][split] = {"fingerprint": fingerprint, "rows": rows, "csv": _dataset_path(files), "complete": False}
             write_json_atomic(folder / MANIFEST, manifest)
-        _fill_split(folder / split, files, utterances, media, workers, progress, say)
+            _create_split(folder / split, rows, media)
+        if not _fill_split(folder / split, files, utterances, media, workers, progress, say):
+            raise CacheError(f"{folder / split}: some items were not written; run the build again to finish it")
         manifest["splits"][split]["complete"] = True
         write_json_atomic(folder / MANIFEST, manifest)  # written last: only now do readers accept the split
         readers[split] = SplitCache(folder / split, rows, media)
     return readers
 
 
+def _dataset_path(files: SplitFiles) -> str:
+    return str(files.csv_path.resolve())
+
+
+def _refuse_other_dataset(folder: Path, manifest: dict, splits: dict[str, SplitFiles]) -> None:
+    """Each split's CSV must be the one the cache was built from: another dataset's cache is not
+    silently overwritten (a forgotten --data-dir would otherwise replace MELD's with the sample's)."""
+    for split, files in splits.items():
+        cached = manifest["splits"].get(split, {}).get("csv")
+        if files.clip_dir is not None and cached is not None and str(Path(cached).resolve()) != _dataset_path(files):
+            raise CacheError(f"{folder}: its {split} split was built from {cached}, not {_dataset_path(files)}; "
+                             "give that dataset's --data-dir, another --cache-dir, or --rebuild-cache to replace it")  # fmt: skip
+
+
 def _read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
-        if any(folder.iterdir()):
-            raise CacheError(f"{folder}: not empty and not an mmsent cache (no {MANIFEST}); give an empty or new folder")
         return {}
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -177,7 +216,8 @@ def _create_split(folder: Path, rows: int, media: MediaConfig) -> None:
 
 
 def _fill_split(folder: Path, files: SplitFiles, utterances: list[Utterance], media: MediaConfig, workers: int,
-                progress: bool | None, say) -> None:
+                progress: bool | None, say) -> bool:
+    """Decode every item not yet done into the split's arrays; True if every item is now done."""
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r+") for name in ("frames", "log_mel", "present", "issues", "done")}
     todo = [i for i in range(len(utterances)) if not arrays["done"][i]]
     if len(todo) < len(utterances):
@@ -205,6 +245,7 @@ def _fill_split(folder: Path, files: SplitFiles, utterances: list[Utterance], me
         if len(pending) >= _FLUSH_EVERY:
             flush()
     flush()
+    return bool(arrays["done"].all())
 
 
 def decode_item(path: Path | None, media: MediaConfig, *, video: bool = True, audio: bool = True) -> CachedItem:

@@ -121,13 +121,14 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def build_payload(*, state: LoopState, configs: dict, model: torch.nn.Module, frozen: str, best: dict | None,
-                  optimizer, scheduler, scaler, rng_states: list[dict]) -> dict:
+def build_payload(*, state: LoopState, configs: dict, data: dict[str, str], model: torch.nn.Module, frozen: str,
+                  best: dict | None, optimizer, scheduler, scaler, rng_states: list[dict]) -> dict:
     """`frozen`: frozen_digest(model), computed once per run rather than hashed again each save."""
     return {
         "format_version": FORMAT_VERSION,
         "mmsent_version": __version__,
         "configs": configs,
+        "data": data,  # each split's fingerprint (CSV bytes, clip names and sizes): resume on the same data only
         "labels": label_maps(),
         "loop": asdict(state),
         "model": trainable_state(model),
@@ -237,8 +238,14 @@ class CheckpointFolder:
                 leftover.unlink(missing_ok=True)
 
 
-def check_compatible(payload: dict, path: Path, configs: dict, world_size: int) -> None:
-    """Refuse to resume a different run: configs must match, apart from RESUMABLE_CHANGES."""
+def check_compatible(payload: dict, path: Path, configs: dict, world_size: int, data: dict[str, str] | None = None) -> None:
+    """Refuse to resume a different run: configs must match, apart from RESUMABLE_CHANGES, and so
+    must the data (where both the checkpoint and the caller have its fingerprints)."""
+    changed = sorted(split for split, fingerprint in (payload.get("data") or {}).items()
+                     if data is not None and split in data and data[split] != fingerprint)  # fmt: skip
+    if changed:
+        raise CheckpointError(f"{path} was written training on other data: the {', '.join(changed)} split(s) differ "
+                              "(CSV or clips); give the same --data-dir, another checkpoint folder, or --resume false")  # fmt: skip
     saved = payload["configs"]
     differences = [f"{section}.{key}" for section in ("model", "data", "train")
                    for key in sorted(set(saved[section]) | set(configs[section]))

@@ -46,9 +46,11 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from mmsent.config import DataConfig, ModelConfig, TrainConfig
+from mmsent.data.cache import split_fingerprint
 from mmsent.data.dataset import MeldDataset, collate, count_issues
 from mmsent.data.media import one_torch_thread
 from mmsent.data.layout import SplitFiles
+from mmsent.data.meld import read_meld_csv
 from mmsent.labels import TASKS
 from mmsent.model.fusion import MultimodalSentimentModel
 from mmsent.model.summary import format_parameter_counts, parameter_counts
@@ -65,6 +67,7 @@ from mmsent.training.embeddings import attach_frozen_features
 from mmsent.training.metrics import curves_figure, format_head_metrics, save_confusion_pngs, save_figure
 from mmsent.training.precision import choose_precision
 from mmsent.training.progress import Progress
+from mmsent.training.run_folders import RunFolderError, hold_run_folders
 from mmsent.training.stop_signal import StopSignal
 from mmsent.training.tracking import TensorBoardLog, epoch_metrics, metric_line
 from mmsent.training.validate import Interrupted, MultiTaskLoss, merge, predict, summarize, to_device
@@ -89,13 +92,28 @@ class RunPaths:
     output_dir: Path  # everything else worth keeping: per-epoch history
     checkpoint_dir: Path  # checkpoints to resume from (/opt/ml/checkpoints in a SageMaker job)
     cache_dir: Path | None = None  # the decoded-media cache; None decodes every clip every epoch
+    rebuild_cache: bool = False  # replace a media cache another dataset built, rather than refuse it
 
 
 def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig,
           paths: RunPaths, dist: DistInfo = DistInfo()) -> dict:
-    """Train on splits["train"], choose the best epoch on splits["dev"]; return the final metrics."""
+    """Train on splits["train"], choose the best epoch on splits["dev"]; return the final metrics.
+    Every output folder is made and proven writable first, and the run holds its checkpoint and
+    model folders (rank 0, which writes them) until it ends: a second run on them stops at once."""
     if "train" not in splits or "dev" not in splits:
         raise TrainingError(f"training needs a train and a validation (dev) split; found {', '.join(splits) or 'none'}")
+    folders = {"checkpoints": paths.checkpoint_dir, "model dir": paths.model_dir, "output data": paths.output_dir,
+               "TensorBoard logs": paths.tensorboard_dir}  # fmt: skip
+    try:
+        held = hold_run_folders(folders, ("checkpoints", "model dir")) if dist.is_main else contextlib.ExitStack()
+    except RunFolderError as problem:
+        raise TrainingError(str(problem)) from None
+    with held:
+        return _train(splits, data_cfg, model_cfg, cfg, paths, dist)
+
+
+def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig,
+           paths: RunPaths, dist: DistInfo) -> dict:
     device = distributed.start(dist)
     say = print if dist.is_main else _silent
     seed_everything(cfg.seed + dist.rank)  # rank 0 matches a single process; DDP copies rank 0's weights to all
@@ -149,19 +167,28 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     scaler = precision.scaler()
     log = TensorBoardLog(paths.tensorboard_dir, enabled=dist.is_main)
 
+    def write_model_dir(weights: dict, checkpoint: Path) -> None:
+        # Rank 0 writes; every rank learns whether it worked, so none waits in a collective alone.
+        failure = None
+        if dist.is_main:
+            try:
+                save_model_dir(paths.model_dir, model, data_cfg, model_cfg, tokenizer, state=weights)
+            except (OSError, RuntimeError) as problem:  # torch.save reports a failed write as RuntimeError
+                failure = (f"could not write the model dir {paths.model_dir} ({str(problem).splitlines()[0]}); the "
+                           f"checkpoint in {checkpoint} holds the training: the same command again writes it")  # fmt: skip
+        failure = distributed.gather_objects(dist, failure)[0]
+        if failure:
+            raise TrainingError(failure)
+
     # Resume from the newest valid checkpoint, or start afresh.
     configs = {"model": asdict(model_cfg), "data": asdict(data_cfg), "train": asdict(cfg)}
+    data_prints = {split: split_fingerprint(files, read_meld_csv(files.csv_path), times=False) for split, files in splits.items()}
     frozen = frozen_digest(model)
     checkpoints = CheckpointFolder(paths.checkpoint_dir, cfg.keep_checkpoints)
     state, best_weights = LoopState(), None
-    try:  # before any training: a folder that cannot hold checkpoints must not cost an epoch first
-        if dist.is_main:
-            checkpoints.prepare()
-    except OSError as problem:
-        raise TrainingError(f"{paths.checkpoint_dir}: cannot hold checkpoints ({problem.strerror or problem})") from None
     if not cfg.resume and dist.is_main and (aside := checkpoints.set_aside()):
         say(f"--resume false: earlier checkpoints moved to {aside}")
-    resumed = _resume(checkpoints, configs, frozen, dist, model, optimizer, scheduler, scaler) if cfg.resume else None
+    resumed = _resume(checkpoints, configs, data_prints, frozen, dist, model, optimizer, scheduler, scaler) if cfg.resume else None
     if resumed is not None:
         state, best_weights = resumed
         if state.finished or state.epoch > cfg.epochs:
@@ -169,8 +196,8 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
                 "scoring the best epoch again")  # fmt: skip
         else:
             say(f"resumed from {paths.checkpoint_dir}: epoch {state.epoch}, {state.batches_done} of {batches_per_epoch} batches done")
-        if best_weights is not None and dist.is_main:  # the model dir may be gone with the old instance
-            save_model_dir(paths.model_dir, model, data_cfg, model_cfg, tokenizer, state=best_weights)
+        if best_weights is not None:  # the model dir may be gone with the old instance, or never written
+            write_model_dir(best_weights, paths.checkpoint_dir)
     else:
         log.graph(model, to_device(next(iter(val_loader)), device))
 
@@ -187,7 +214,7 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
         rng_states = distributed.gather_objects(dist, rng_state())
         path, failure = paths.checkpoint_dir / checkpoint_name(state), None
         if dist.is_main:
-            payload = build_payload(state=state, configs=configs, model=model, frozen=frozen, best=best_weights,
+            payload = build_payload(state=state, configs=configs, data=data_prints, model=model, frozen=frozen, best=best_weights,
                                     optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng_states=rng_states)  # fmt: skip
             try:
                 checkpoints.write(payload, path.name)
@@ -283,11 +310,10 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
             log.epoch(epoch, train_stats, validation, rates)
             say(metric_line(epoch_metrics(epoch, train_stats, validation)), flush=True)
             best_score = state.history[state.best_epoch - 1]["validation"]["emotion"]["weighted_f1"] if state.best_epoch else None
-            if best_score is None or validation["emotion"]["weighted_f1"] > best_score:
+            improved = best_score is None or validation["emotion"]["weighted_f1"] > best_score
+            if improved:
                 state.best_epoch, state.epochs_without_gain = epoch, 0
                 best_weights = trainable_state(model)
-                if dist.is_main:
-                    save_model_dir(paths.model_dir, model, data_cfg, model_cfg, tokenizer)
             else:
                 state.epochs_without_gain += 1
                 if cfg.early_stopping_patience and state.epochs_without_gain >= cfg.early_stopping_patience:
@@ -295,7 +321,9 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
                     state.finished = True
             state.epoch, state.batches_done = epoch + 1, 0
             state.loss_sum, state.items_seen, state.media_issues = 0.0, 0, 0
-            save_checkpoint()
+            saved = save_checkpoint()  # first: a model dir that cannot be written then loses no epoch
+            if improved:
+                write_model_dir(best_weights, saved)
 
     # ---- the best epoch's weights: test split, files, hparams
     if state.best_epoch is None:
@@ -352,7 +380,7 @@ def _media_caches(splits: dict[str, SplitFiles], data_cfg: DataConfig, cfg: Trai
 
     workers = max(cfg.num_workers, 1)
     if dist.local_rank == 0:
-        caches = build_cache(splits, data_cfg.media, paths.cache_dir, workers, say=say)
+        caches = build_cache(splits, data_cfg.media, paths.cache_dir, workers, say=say, rebuild=paths.rebuild_cache)
     distributed.barrier(dist)
     if dist.local_rank != 0:
         caches = build_cache(splits, data_cfg.media, paths.cache_dir, workers, progress=False, say=_silent)  # finds it complete
@@ -367,7 +395,8 @@ def _evaluate(model, loader, device, precision, dist: DistInfo, loss_fn, should_
     return summarize(merge(distributed.gather_objects(dist, predictions)), loss_fn)
 
 
-def _resume(checkpoints: CheckpointFolder, configs: dict, frozen: str, dist: DistInfo, model, optimizer, scheduler, scaler):
+def _resume(checkpoints: CheckpointFolder, configs: dict, data: dict[str, str], frozen: str, dist: DistInfo, model,
+            optimizer, scheduler, scaler):
     """(LoopState, best weights) from the newest valid checkpoint, restored into the objects; None if none.
     Rank 0 chooses; every rank loads that same file (the folder is shared, or synced as SageMaker does)."""
     if dist.is_main:
@@ -382,7 +411,7 @@ def _resume(checkpoints: CheckpointFolder, configs: dict, frozen: str, dist: Dis
         raise TrainingError(f"rank {dist.rank} cannot read the checkpoint rank 0 chose ({problem}): the checkpoint "
                             "folder must be shared by, or synced to, every machine") from None  # fmt: skip
     try:
-        check_compatible(payload, chosen, configs, dist.world_size)
+        check_compatible(payload, chosen, configs, dist.world_size, data)
     except CheckpointError as problem:
         raise TrainingError(str(problem)) from None
     if payload["frozen_digest"] != frozen:

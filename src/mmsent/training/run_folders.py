@@ -1,0 +1,43 @@
+"""A run's output folders: made and proven writable before any training, and held by one run at a time.
+
+Two runs given the same --run-name (or --checkpoint-dir, or --model-dir) would otherwise both train
+to the end, one replacing the other's model and pruning its checkpoints. Each held folder gets a
+lock beside it (`.NAME.lock`, not inside: the model dir is what SageMaker packs as model.tar.gz).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+
+from mmsent.files import LockHeld, exclusive_lock
+
+
+class RunFolderError(RuntimeError):
+    """An output folder cannot be written, or another run holds it; the message names it."""
+
+
+def hold_run_folders(folders: dict[str, Path], held: tuple[str, ...]) -> contextlib.ExitStack:
+    """Create each folder (by what it holds: {"model dir": PATH, ...}) and prove it writable; lock
+    those named in `held`. The returned stack releases the locks when closed."""
+    for what, folder in folders.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as error:
+            raise RunFolderError(f"{folder}: cannot hold the {what} ({error.strerror or error})") from None
+    stack = contextlib.ExitStack()
+    try:
+        for what in held:
+            folder = folders[what].resolve()
+            try:
+                stack.enter_context(exclusive_lock(folder.parent / f".{folder.name}.lock"))
+            except LockHeld as other:
+                raise RunFolderError(f"{folder}: the {what} is in use by another run ({other.holder}); wait for it, "
+                                     "or give this run another --run-name") from None  # fmt: skip
+    except BaseException:
+        stack.close()
+        raise
+    return stack
