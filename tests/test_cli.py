@@ -13,9 +13,9 @@ import pytest
 
 def mmsent(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SM_")} | (env or {})
+    # No timeout: on a busy 2-core machine a run is slow, not hung; CI's own limit catches a hang.
     return subprocess.run([sys.executable, "-m", "mmsent", *args], capture_output=True, text=True,
                           env=environment, cwd=cwd)  # fmt: skip
-    # No timeout: on a busy 2-core machine a run is slow, not hung; CI's own limit catches a hang.
 
 
 def test_sample_then_data_check(tmp_path):
