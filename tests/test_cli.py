@@ -108,7 +108,7 @@ def test_cache_command_builds_then_reuses_and_refuses_text_only_data(sample_dir,
                    "--frame-size", "32", "--workers", "2")  # fmt: skip
     assert built.returncode == 0, built.stderr[-2000:]
     assert f"train: 30 clips in {tmp_path / 'c' / 'train'}" in built.stdout
-    assert "mmsent train --cache-dir" in built.stdout
+    assert f"mmsent train --data-dir {sample_dir} --cache-dir {tmp_path / 'c'}" in built.stdout  # the hint names the data
     stamp = (tmp_path / "c" / "train" / "frames.npy").stat().st_mtime_ns
     again = mmsent("cache", "--data-dir", str(sample_dir), "--cache-dir", str(tmp_path / "c"), "--num-frames", "2",
                    "--frame-size", "32")  # fmt: skip

@@ -230,3 +230,49 @@ def test_training_arguments_are_validated_as_mmsent_train_would_before_any_call(
     env, _ = aws
     result = _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--dry-run", "--", *args)
     assert result.returncode == 2 and message in result.stderr, result.stderr[-500:]
+
+
+def _archive(members) -> bytes:
+    """A model.tar.gz from (TarInfo, bytes or None) pairs, crafted as an attacker or a cut copy would."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def test_a_bad_model_archive_is_refused_and_the_earlier_pull_stays_whole(aws, tiny_model_dir, tmp_path):
+    env, clients = aws
+    assert _launch(env, "--train-uri", f"s3://{BUCKET}/t/", "--job-name", "bad-archive-job").returncode == 0
+    job = clients["sagemaker"].describe_training_job(TrainingJobName="bad-archive-job")
+    bucket, _, key = job["ModelArtifacts"]["S3ModelArtifacts"][len("s3://"):].partition("/")
+    good = io.BytesIO()
+    with tarfile.open(fileobj=good, mode="w:gz") as tar:
+        for path in sorted(tiny_model_dir.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(tiny_model_dir)), recursive=False)
+    clients["s3"].put_object(Bucket=bucket, Key=key, Body=good.getvalue())
+    out = tmp_path / "pulled"
+    assert mmsent("jobs", "pull", "bad-archive-job", "--out", str(out), env=env).returncode == 0
+    weights = (out / "model" / "model.pth").read_bytes()
+
+    escape = tarfile.TarInfo("../escaped.txt")
+    escape.size = 4
+    link = tarfile.TarInfo("model.pth")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    not_a_model = tarfile.TarInfo("notes.txt")
+    not_a_model.size = 2
+    crafted = {
+        "a member outside": _archive([(escape, b"evil")]),
+        "a link out": _archive([(link, None)]),
+        "cut short": good.getvalue()[: len(good.getvalue()) // 2],
+        "no model in it": _archive([(not_a_model, b"hi")]),
+    }
+    for what, body in crafted.items():
+        clients["s3"].put_object(Bucket=bucket, Key=key, Body=body)
+        result = mmsent("jobs", "pull", "bad-archive-job", "--out", str(out), env=env)
+        assert result.returncode == 2, (what, result.stderr[-1500:])
+        assert "not a usable model archive" in result.stderr and "is left as it was" in result.stderr, what
+        assert "Traceback" not in result.stderr, what
+        assert (out / "model" / "model.pth").read_bytes() == weights, what
+        assert not (tmp_path / "escaped.txt").exists() and not (out / "escaped.txt").exists()
+        assert sorted(p.name for p in out.iterdir() if p.name.startswith(".model")) == [], what  # no staging left

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import tarfile
+import tempfile
+import zlib
 from pathlib import Path
 
 from mmsent.sagemaker.s3 import download_prefix, parse_s3_uri
+
+
+class PullError(ValueError):
+    """A pulled archive that cannot be used; the message says why, and that nothing was replaced."""
 
 
 def list_jobs(sagemaker, name_contains: str | None, limit: int) -> list[dict]:
@@ -37,14 +44,34 @@ def pull(session, job_name: str, out: Path) -> dict[str, Path]:
         bucket, key = parse_s3_uri(artifacts)
         archive = out / "model.tar.gz"
         s3.download_file(bucket, key, str(archive))
-        model_dir = out / "model"
-        model_dir.mkdir(exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(model_dir, filter="data")  # refuses absolute paths, .. and links out
-        found["model"] = model_dir
+        found["model"] = unpack_model(archive, out / "model")
     tensorboard = job.get("TensorBoardOutputConfig", {}).get("S3OutputPath")
     if tensorboard:
         bucket, prefix = parse_s3_uri(tensorboard)
         if download_prefix(s3, bucket, prefix, out / "tensorboard"):
             found["tensorboard"] = out / "tensorboard"
     return found
+
+
+def unpack_model(archive: Path, model_dir: Path) -> Path:
+    """Unpack model.tar.gz into a folder beside `model_dir`, check that it loads as a model dir, and
+    only then put it in place: a bad archive (a member outside, a link out, cut short, not a model)
+    is a PullError and an earlier pull stays as it was."""
+    from mmsent.model_dir import ModelDirError, load_model_dir
+
+    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=model_dir.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")  # refuses absolute paths, .. and links out
+        load_model_dir(staging)
+    except (tarfile.TarError, EOFError, zlib.error, OSError, ModelDirError) as problem:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PullError(f"{archive}: not a usable model archive ({problem}); {model_dir} is left as it was") from None
+    previous = model_dir.with_name(f".{model_dir.name}-previous") if model_dir.exists() else None
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+        model_dir.rename(previous)
+    staging.rename(model_dir)
+    if previous is not None:
+        shutil.rmtree(previous)
+    return model_dir
