@@ -115,3 +115,53 @@ def test_cache_command_builds_then_reuses_and_refuses_text_only_data(sample_dir,
     assert again.returncode == 0 and (tmp_path / "c" / "train" / "frames.npy").stat().st_mtime_ns == stamp
     text_only = mmsent("cache", "--data-dir", str(meld_dir), "--cache-dir", str(tmp_path / "t"))
     assert text_only.returncode == 2 and "no clips to cache: the data is text-only" in text_only.stderr
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigterm_to_mmsent_cache_ends_its_pool_workers_too(sample_dir, tmp_path):
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "mmsent", "cache", "--data-dir", str(sample_dir), "--cache-dir",
+                                str(tmp_path / "c"), "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    workers: set[int] = set()
+    while process.poll() is None and len(workers) < 2:
+        workers = _children(process.pid)
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the pool never started"
+    process.send_signal(signal.SIGTERM)
+    process.wait()
+    for _ in range(100):  # the kernel signals them as the parent goes: moments, not minutes
+        if not any(_alive(pid) for pid in workers):
+            break
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def test_ctrl_c_outside_training_exits_130_with_one_line(tmp_path):
+    # Where no stop handler runs (and after a second Ctrl-C in training, which aborts the same way),
+    # KeyboardInterrupt reaches main: one line and the shell's status, not a traceback.
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "mmsent", "sample", "--out", str(tmp_path / "s"), "--workers", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    while process.poll() is None and not list(tmp_path.glob(".s.*/**/*.mp4")):
+        time.sleep(0.05)  # until it is writing clips into its staging folder
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate()
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and stderr.strip() == "mmsent: interrupted"

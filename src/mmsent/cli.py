@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from mmsent.commands import data, model, sagemaker
-from mmsent.commands.common import EXIT_BAD_INPUT, error
+from mmsent.commands.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, error
 from mmsent.environment import Environment
 
 
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args, Environment.read())
     except ValueError as problem:  # a config's own validation: the message names the setting
         return error(str(problem))
+    except KeyboardInterrupt:  # Ctrl-C (a second one, during training): one line, the shell's status for SIGINT
+        print("\nmmsent: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def build_parser() -> argparse.ArgumentParser:

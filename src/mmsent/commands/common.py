@@ -12,6 +12,7 @@ from mmsent.environment import Environment
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # a usage error, or data that cannot be used as it is
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 
 # The built-in sample's clips are 128x96 and its video cue is a colour: small inputs carry it,
 # and keep an epoch on a 2-core CPU in seconds. Used unless --num-frames/--frame-size are given.

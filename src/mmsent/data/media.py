@@ -20,7 +20,11 @@ can yield an empty input with a mask saying the modality is absent, and reports 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +61,7 @@ ISSUES: tuple[str, ...] = (
 # Above this many unfilled sampling targets, the stream ended early rather than by rounding.
 _SHORT_TOLERANCE_FRAMES = 1
 _MAX_STREAMS = 8  # stream_options entries: more than any clip's stream count
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
 # How far (in frame intervals) a frame sampled with non-reference frames skipped may lie from its
 # target before the clip is decoded again in full.
 MAX_FRAME_OFFSET = 2.0
@@ -356,10 +361,21 @@ def map_clips(fn: Callable, paths: Iterable, workers: int, desc: str, progress: 
     from tqdm import tqdm
 
     paths = list(paths)
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=one_torch_thread) if workers > 1 else None
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=pool_worker) if workers > 1 else None
     with pool or contextlib.nullcontext():  # one worker: no pool to start (and easy to profile)
         results = pool.map(fn, paths, chunksize=2) if pool else map(fn, paths)
         yield from tqdm(results, total=len(paths), desc=desc, unit="clip", disable=None if progress is None else not progress)
+
+
+def pool_worker() -> None:
+    """Set-up of a decoding pool process: one torch thread, and (on Linux) ended by the kernel when
+    its parent dies, however it dies: a SIGTERM'd or killed `mmsent cache` leaves no worker behind."""
+    one_torch_thread()
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before the line above took effect
+            os._exit(1)
 
 
 def one_torch_thread(*_worker_id) -> None:
