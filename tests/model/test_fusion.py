@@ -77,3 +77,24 @@ def test_parameter_counts_per_component_add_up(model):
     assert rows["total"].trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
     table = format_parameter_counts(parameter_counts(model))
     assert "video backbone" in table and "22,713,216" in table
+
+
+def test_a_backbone_runs_only_on_the_items_whose_modality_is_present():
+    # CSV rows without clips used to run R3D-18 over all-zero frames; absent items now cost nothing,
+    # and their logits are what masking alone gave.
+    torch.manual_seed(0)
+    model = MultimodalSentimentModel(ModelConfig(modalities=("audio", "video"), audio_channels=(4, 8)), pretrained=False).eval()
+    seen = []
+    model.encoders["video"].backbone.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
+    batch = {"frames": torch.randn(4, 3, 2, 32, 32), "video_present": torch.tensor([True, False, True, False]),
+             "log_mel": torch.randn(4, 64, 201), "audio_present": torch.ones(4, dtype=torch.bool)}  # fmt: skip
+    with torch.no_grad():
+        partial = model(batch)
+        assert seen == [2]
+        absent = model(batch | {"video_present": torch.zeros(4, dtype=torch.bool)})
+        assert seen == [2]  # the frozen video backbone did not run at all
+        one = model({k: v[:1] for k, v in batch.items()})
+    assert torch.allclose(partial["emotion"][:1], one["emotion"], atol=1e-5)  # the same as that item alone
+    masked_only = {k: v for k, v in batch.items()} | {"frames": torch.zeros(4, 3, 2, 32, 32), "video_present": torch.zeros(4, dtype=torch.bool)}
+    with torch.no_grad():
+        assert torch.allclose(absent["emotion"], model(masked_only)["emotion"], atol=1e-5)

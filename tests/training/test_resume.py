@@ -261,3 +261,21 @@ def test_resuming_on_other_data_is_refused_naming_the_split(sample_dir, tmp_path
     assert again.returncode == 2, again.stderr[-1000:]
     assert "was written training on other data: the dev split(s) differ" in again.stderr
     assert "training already ended" not in again.stdout
+
+
+def test_csvs_without_clips_train_text_only_saying_so(sample_dir, tmp_path):
+    import json
+    import shutil
+
+    data = tmp_path / "csv-only"
+    for split, name in (("train", "train_sent_emo.csv"), ("dev", "dev_sent_emo.csv")):
+        (data / split).mkdir(parents=True)
+        shutil.copy(sample_dir / split / name, data / split / name)
+    result = mmsent("train", "--data-dir", str(data), "--epochs", "1", "--max-train-samples", "8", "--batch-size", "8",
+                    "--num-workers", "0", "--log-every", "1", *run_folders(tmp_path / "run"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "the data has no clips (CSVs only): training text-only" in result.stderr
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["model"]["modalities"] == ["text"]
+    assert "epoch 1/1 validation 2/2" in result.stdout  # validation shows its progress too
+    audio_only = mmsent("train", "--data-dir", str(data), "--modalities", "audio", *run_folders(tmp_path / "run2"))
+    assert audio_only.returncode == 2 and "--modalities audio needs clips, and the data has none" in audio_only.stderr

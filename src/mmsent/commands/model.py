@@ -81,6 +81,13 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
         splits, on_sample = resolve_splits(args, env)
     except (DatasetLayoutError, MeldFormatError) as problem:
         return error(str(problem))
+    if all(files.clip_dir is None for files in splits.values()) and model_cfg.modalities != ("text",):
+        # CSVs without clips: audio and video would be zeros for every row, their backbones work for nothing.
+        if "text" not in model_cfg.modalities:
+            return error(f"--modalities {','.join(model_cfg.modalities)} needs clips, and the data has none (CSVs only)")
+        model_cfg = replace(model_cfg, modalities=("text",), freeze=tuple(f for f in model_cfg.freeze if f == "text"))
+        if dist.is_main:
+            print("the data has no clips (CSVs only): training text-only (--modalities text)", file=sys.stderr)
     data_cfg = DataConfig(text=config_from_args(TextConfig, args), media=media_config(args, on_sample),
                           modalities=model_cfg.modalities)  # fmt: skip
     paths = _run_paths(args, env)

@@ -68,7 +68,8 @@ class MultimodalSentimentModel(nn.Module):
             input_names, mask_name = INPUTS[name]
             features = batch.get(f"{name}_features")
             if features is None:
-                features = encoder.features(*(batch[key] for key in input_names))
+                inputs = [batch[key] for key in input_names]
+                features = encoder.features(*inputs) if mask_name is None else _present_only(encoder, inputs, batch[mask_name])
             embedding = encoder.projection(features)
             if mask_name is not None:
                 mask = batch[mask_name].to(embedding.dtype).unsqueeze(1)
@@ -87,6 +88,24 @@ class MultimodalSentimentModel(nn.Module):
                 inputs = (f"{name}_features",)
             names += [*inputs, *([mask] if mask else [])]
         return names
+
+
+def _present_only(encoder: nn.Module, inputs: list[torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+    """The backbone's features for the items whose modality is present; zeros for the others (their
+    embedding is masked to zero anyway). A batch of CSV rows without clips then costs no R3D-18
+    forward over all-zero frames. Where nothing is present, a trainable backbone still runs on one
+    item, so that under DDP every rank's backward touches the same parameters."""
+    present = present.bool()
+    if bool(present.all()):
+        return encoder.features(*inputs)
+    chosen = present if bool(present.any()) or not any(p.requires_grad for p in encoder.backbone.parameters()) \
+        else torch.arange(len(present), device=present.device) == 0
+    if not bool(chosen.any()):  # a frozen backbone, nothing present: nothing to run
+        return inputs[0].new_zeros((len(present), encoder.projection[0].in_features))
+    computed = encoder.features(*(x[chosen] for x in inputs))
+    features = computed.new_zeros((len(present), *computed.shape[1:]))
+    features[chosen] = computed
+    return features
 
 
 def _head(in_features: int, classes: int, dropout: float) -> nn.Sequential:

@@ -299,8 +299,8 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
 
             # ---- validate, report, keep the best
             try:
-                validation = _evaluate(model, val_loader, device, precision, dist, loss_fn,
-                                       should_stop=lambda: distributed.any_rank(dist, [stop.requested], device)[0])  # fmt: skip
+                validation = _evaluate(model, val_loader, device, precision, dist, loss_fn, f"epoch {epoch}/{cfg.epochs} validation",
+                                       cfg.log_every, should_stop=lambda: distributed.any_rank(dist, [stop.requested], device)[0])  # fmt: skip
             except Interrupted:
                 raise TrainingInterrupted(stop.signal or 15, save_checkpoint()) from None
             if cfg.scheduler == "plateau":
@@ -335,7 +335,7 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
     if "test" in splits:
         test_set = datasets["test"]
         test_loader = make_loader(test_set, cfg, device, sampler=ResumableSampler(test_set, dist, shuffle=False))
-        final["test"] = _evaluate(model, test_loader, device, precision, dist, loss_fn)
+        final["test"] = _evaluate(model, test_loader, device, precision, dist, loss_fn, "test", cfg.log_every)
     if dist.is_main:
         write_reports(paths, final, state.history)
         write_json_atomic(paths.output_dir / "timings.json", {"setup_seconds": setup_seconds})
@@ -389,9 +389,10 @@ def _media_caches(splits: dict[str, SplitFiles], data_cfg: DataConfig, cfg: Trai
     return caches
 
 
-def _evaluate(model, loader, device, precision, dist: DistInfo, loss_fn, should_stop=None) -> dict:
+def _evaluate(model, loader, device, precision, dist: DistInfo, loss_fn, desc: str, log_every: int, should_stop=None) -> dict:
     """Metrics over the whole split: each rank predicts its share, every rank gets all of them."""
-    predictions = predict(model, loader, device, precision, should_stop)
+    progress = Progress(len(loader), desc, log_every, enabled=dist.is_main)
+    predictions = predict(model, loader, device, precision, should_stop, progress)
     return summarize(merge(distributed.gather_objects(dist, predictions)), loss_fn)
 
 

@@ -75,9 +75,10 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def predict(model: nn.Module, loader, device: torch.device, precision: Precision,
-            should_stop: Callable[[], bool] | None = None) -> Predictions:
+            should_stop: Callable[[], bool] | None = None, progress=None) -> Predictions:
     """Both heads' log-probabilities for every item the loader yields. `should_stop`, asked before
-    each batch, can cut a long validation short (SIGTERM): then `Interrupted` is raised."""
+    each batch, can cut a long validation short (SIGTERM): then `Interrupted` is raised. `progress`
+    (a training.progress.Progress) is told of each batch."""
     model.eval()
     indices, targets, log_probabilities, issues = [], {t: [] for t in TASKS}, {t: [] for t in TASKS}, []
     for batch in loader:
@@ -91,6 +92,10 @@ def predict(model: nn.Module, loader, device: torch.device, precision: Precision
         for task in TASKS:
             targets[task].append(batch[task].cpu())
             log_probabilities[task].append(torch.log_softmax(logits[task].float(), dim=1).cpu())
+        if progress is not None:
+            progress.update()
+    if progress is not None:
+        progress.close()
     return Predictions(
         indices=torch.cat(indices).numpy(),
         targets={t: torch.cat(v).numpy() for t, v in targets.items()},
