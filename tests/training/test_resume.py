@@ -201,6 +201,7 @@ def test_checkpoint_every_minutes_must_be_finite_and_not_negative(sample_dir, tm
         assert result.returncode == 2 and "checkpoint_every_minutes must be a finite number" in result.stderr, value
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")  # no step is the point
 def test_an_epoch_whose_every_step_was_skipped_fails_instead_of_saving_an_untrained_model(sample_dir, tmp_path, monkeypatch):
     from mmsent.config import DataConfig, MediaConfig, ModelConfig, TrainConfig
     from mmsent.data.layout import find_splits
