@@ -164,7 +164,7 @@ class TrainConfig:
             raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         if self.class_weights not in CLASS_WEIGHTS:
             raise ValueError(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
-        if self.checkpoint_every_minutes is not None and not 0 <= self.checkpoint_every_minutes < math.inf:
+        if self.checkpoint_every_minutes is not None and self.checkpoint_every_minutes < 0:  # NaN, inf: require_finite
             raise ValueError(f"checkpoint_every_minutes must be a finite number of minutes, 0 or more, got {self.checkpoint_every_minutes}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"max_train_samples must be at least 1, got {self.max_train_samples}")

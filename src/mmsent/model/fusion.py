@@ -98,9 +98,11 @@ def _present_only(encoder: nn.Module, inputs: list[torch.Tensor], present: torch
     present = present.bool()
     if bool(present.all()):
         return encoder.features(*inputs)
-    chosen = present if bool(present.any()) or not any(p.requires_grad for p in encoder.backbone.parameters()) \
-        else torch.arange(len(present), device=present.device) == 0
-    if not bool(chosen.any()):  # a frozen backbone, nothing present: nothing to run
+    if bool(present.any()):
+        chosen = present
+    elif any(p.requires_grad for p in encoder.backbone.parameters()):
+        chosen = torch.arange(len(present), device=present.device) == 0
+    else:  # a frozen backbone, nothing present: nothing to run
         return inputs[0].new_zeros((len(present), encoder.projection[0].in_features))
     computed = encoder.features(*(x[chosen] for x in inputs))
     features = computed.new_zeros((len(present), *computed.shape[1:]))

@@ -50,7 +50,6 @@ from mmsent.data.cache import split_fingerprint
 from mmsent.data.dataset import MeldDataset, collate, count_issues
 from mmsent.data.media import one_torch_thread
 from mmsent.data.layout import SplitFiles
-from mmsent.data.meld import read_meld_csv
 from mmsent.labels import TASKS
 from mmsent.model.fusion import MultimodalSentimentModel
 from mmsent.model.summary import format_parameter_counts, parameter_counts
@@ -182,7 +181,7 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
 
     # Resume from the newest valid checkpoint, or start afresh.
     configs = {"model": asdict(model_cfg), "data": asdict(data_cfg), "train": asdict(cfg)}
-    data_prints = {split: split_fingerprint(files, read_meld_csv(files.csv_path), times=False) for split, files in splits.items()}
+    data_prints = {split: split_fingerprint(files, datasets[split].utterances, times=False) for split, files in splits.items()}
     frozen = frozen_digest(model)
     checkpoints = CheckpointFolder(paths.checkpoint_dir, cfg.keep_checkpoints)
     state, best_weights = LoopState(), None
