@@ -129,6 +129,7 @@ class TrainConfig:
     label_smoothing: float = 0.1  # MELD's labels are noisy: soften the targets a little
     class_weights: str = "sqrt"  # inverse class frequency from the CSV labels, square-rooted | balanced (full) | none
     sentiment_loss_weight: float = 0.5  # loss = emotion CE + this x sentiment CE
+    modality_dropout: float = 0.3  # chance each present modality of a training item is hidden (never all): the model learns to do without any one, a transcript included
     grad_accum_steps: int = 1  # micro-batches per optimizer step: batch_size x this is the effective batch
     amp: bool = False  # mixed precision on CUDA (bf16 where supported, else fp16); no effect on CPU
     num_workers: int = 2  # DataLoader processes decoding clips; raise it when the GPU waits on data
@@ -158,6 +159,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+        if not 0 <= self.modality_dropout < 1:
+            raise ValueError(f"modality_dropout must lie in [0, 1), got {self.modality_dropout}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.scheduler not in SCHEDULERS:

@@ -21,7 +21,7 @@ from mmsent.config import DataConfig, ModelConfig, data_config_from_dict, model_
 from mmsent.files import write_atomic, write_json_atomic
 from mmsent.labels import label_maps
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: text has a presence mask like video and audio (a fusion input more)
 WEIGHTS = "model.pth"
 CONFIG = "config.json"
 LABELS = "labels.json"
@@ -58,7 +58,8 @@ def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
             raise ModelDirError(f"{folder}: no {name}; a model dir holds {WEIGHTS}, {CONFIG} and {LABELS}")
     config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     if config.get("format_version") != FORMAT_VERSION:
-        raise ModelDirError(f"{folder / CONFIG}: format_version {config.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise ModelDirError(f"{folder / CONFIG}: format_version {config.get('format_version')!r}, expected {FORMAT_VERSION} "
+                            f"(written by mmsent {config.get('mmsent_version', '?')}: load it with that version, or retrain)")
     model_cfg = model_config_from_dict(config["model"])
     data_cfg = data_config_from_dict(config["data"])
     labels = json.loads((folder / LABELS).read_text(encoding="utf-8")) if (folder / LABELS).is_file() else None

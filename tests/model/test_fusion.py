@@ -14,6 +14,7 @@ def _batch(size: int = 3, tokens: int = 7) -> dict:
     return {
         "input_ids": torch.randint(1000, 2000, (size, tokens), generator=generator),
         "attention_mask": torch.ones(size, tokens, dtype=torch.long),
+        "text_present": torch.ones(size, dtype=torch.bool),
         "frames": torch.randn(size, 3, MEDIA.num_frames, MEDIA.frame_size, MEDIA.frame_size, generator=generator),
         "video_present": torch.ones(size, dtype=torch.bool),
         "log_mel": torch.randn(size, MEDIA.n_mels, MEDIA.mel_frames, generator=generator),
@@ -44,9 +45,11 @@ def test_an_absent_modality_injects_nothing(model):
     batch = _batch()
     batch["video_present"][1] = False
     batch["audio_present"][1] = False
+    batch["text_present"][1] = False
     before = model(batch)
     batch["frames"][1] = torch.randn_like(batch["frames"][1]) * 100  # garbage where the clip was missing
     batch["log_mel"][1] = torch.randn_like(batch["log_mel"][1]) * 100
+    batch["input_ids"][1] = torch.randint(1000, 2000, batch["input_ids"][1].shape)  # and where no transcript was
     after = model(batch)
     assert torch.allclose(before["emotion"][1], after["emotion"][1], atol=1e-5)
     assert not torch.allclose(before["emotion"][0], model(_batch() | {"frames": batch["frames"] * 0})["emotion"][0])

@@ -14,7 +14,7 @@ from mmsent.data.layout import find_splits
 from mmsent.data.sample import SampleConfig, write_sample
 from mmsent.labels import TASKS
 from mmsent.model_dir import ModelDirError, load_model_dir
-from mmsent.training.loop import make_loader
+from mmsent.data.loader import make_loader
 from mmsent.training.precision import choose_precision
 from mmsent.training.tracking import METRIC_DEFINITIONS
 from mmsent.training.validate import predict, summarize
@@ -86,7 +86,7 @@ def test_the_model_dir_alone_reproduces_the_validation_predictions(run, sample_d
     model, data_cfg, tokenizer = load_model_dir(root / "model")
     assert data_cfg.media.num_frames == 2 and data_cfg.media.frame_size == 32
     dataset = MeldDataset.from_split(find_splits(sample_dir)["dev"], tokenizer, data_cfg)
-    loader = make_loader(dataset, TrainConfig(batch_size=8, num_workers=0), torch.device("cpu"))
+    loader = make_loader(dataset, 8, 0, torch.device("cpu"))
     again = summarize(predict(model, loader, torch.device("cpu"), choose_precision(False, torch.device("cpu"))))
     saved = json.loads((root / "model" / "metrics.json").read_text())["validation"]
     for task in TASKS:

@@ -62,11 +62,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer 0 or more, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer 0 or more, got {value}")
+    return value
+
+
 def error(message: str) -> int:
     print(f"mmsent: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
-
-
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:

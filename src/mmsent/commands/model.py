@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from mmsent.arguments import config_from_args
+from mmsent.arguments import config_from_args, parse_names
 from mmsent.commands.common import (
     EXIT_OK, add_data_dir, add_model_arguments, add_training_settings, error, media_config, model_config,
-    positive_int, resolve_splits,
+    non_negative_int, positive_int, resolve_splits,
 )  # fmt: skip
 from mmsent.config import DataConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
@@ -46,9 +46,12 @@ def add_parsers(commands) -> None:
     evaluate.add_argument("--model-dir", type=Path, required=True, help="a model dir written by mmsent train")
     add_data_dir(evaluate)
     evaluate.add_argument("--split", default="test", choices=["train", "dev", "test"], help="which split to score (default: test)")
-    evaluate.add_argument("--out", type=Path, help="where the report and figures go (default: MODEL_DIR/evaluation-SPLIT)")
-    evaluate.add_argument("--batch-size", type=positive_int, default=32)
-    evaluate.add_argument("--num-workers", type=int, default=2)
+    evaluate.add_argument("--out", type=Path, help="where the report and figures go (default: MODEL_DIR/evaluation-SPLIT[-without-A])")
+    evaluate.add_argument("--batch-size", type=positive_int, default=32, help="items per forward pass (default: 32)")
+    evaluate.add_argument("--num-workers", type=non_negative_int, default=2, help="loader processes decoding clips (default: 2)")
+    evaluate.add_argument("--absent", type=parse_names, default=(), metavar="A,B",
+                          help="score as if these modalities were missing from every item, e.g. text: how the model "
+                          "does on clips without a transcript (default: none)")
     evaluate.set_defaults(run=_run_evaluate)
 
 
@@ -134,8 +137,8 @@ def _run_evaluate(args: argparse.Namespace, env: Environment) -> int:
         splits, _ = resolve_splits(args, env)
         if args.split not in splits:
             return error(f"no {args.split} split in the data; found {', '.join(splits)}")
-        out = args.out or args.model_dir / f"evaluation-{args.split}"
-        text = evaluate_model_dir(args.model_dir, splits[args.split], out, args.batch_size, args.num_workers)
+        out = args.out or args.model_dir / (f"evaluation-{args.split}" + "".join(f"-without-{name}" for name in args.absent))
+        text = evaluate_model_dir(args.model_dir, splits[args.split], out, args.batch_size, args.num_workers, args.absent)
     except (DatasetLayoutError, MeldFormatError, ModelDirError) as problem:
         return error(str(problem))
     print(text)

@@ -74,6 +74,8 @@ class MeldDataset(Dataset):
             "sentiment": utterance.sentiment,
             "issues": (),
         }
+        if self.use_text:
+            item["text_present"] = bool(utterance.text.strip())
         if "text" in self.features:
             item["text_features"] = self._features("text", index)
         elif self.use_text:
@@ -124,12 +126,12 @@ def collate(items: list[dict]) -> dict:
         width = max(int(mask.sum(dim=1).max()), 1)
         batch["attention_mask"] = mask[:, :width]
         batch["input_ids"] = torch.stack([item["input_ids"] for item in items])[:, :width]
-    for key, present in (("frames", "video_present"), ("video_features", "video_present"), ("log_mel", "audio_present"),
-                         ("text_features", None)):  # fmt: skip
+    for key in ("frames", "video_features", "log_mel", "text_features"):
         if key in first:
             batch[key] = torch.stack([item[key] for item in items])
-            if present is not None:
-                batch[present] = torch.tensor([item[present] for item in items], dtype=torch.bool)
+    for key in ("text_present", "video_present", "audio_present"):
+        if key in first:
+            batch[key] = torch.tensor([item[key] for item in items], dtype=torch.bool)
     return batch
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import math
 import os
 import signal
 import sys
@@ -84,15 +85,30 @@ class DecodedClip:
         return self.waveform is not None
 
 
+# Given a clip's duration (None when its header has none), the (start, end) seconds to decode as
+# separate windows, or None for the whole clip as one.
+WindowPlan = Callable[[float | None], list[tuple[float, float]] | None]
+
+
 def decode_clip(
     path: Path | None, cfg: MediaConfig, *, video: bool = True, audio: bool = True, skip_nonref: bool = True
 ) -> DecodedClip:
     """Decode one clip in one pass; never raises for broken media (see the module docstring).
     `skip_nonref` False decodes every frame (the exact nearest frame to each target)."""
+    return decode_windows(path, cfg, None, video=video, audio=audio, skip_nonref=skip_nonref)[0]
+
+
+def decode_windows(
+    path: Path | None, cfg: MediaConfig, plan: WindowPlan | None, *, video: bool = True, audio: bool = True,
+    skip_nonref: bool = True,
+) -> list[DecodedClip]:
+    """`decode_clip` for each window `plan` chooses once the duration is known (still one pass over
+    the file): each window gets `num_frames` frames evenly across it and the audio from its start.
+    A clip that cannot be opened gives one DecodedClip naming the problem, whatever the plan."""
     if path is None or not Path(path).is_file():
-        return DecodedClip(None, None, None, None, (MISSING,))
+        return [DecodedClip(None, None, None, None, (MISSING,))]
     if Path(path).stat().st_size == 0:
-        return DecodedClip(None, None, None, None, (EMPTY_FILE,))
+        return [DecodedClip(None, None, None, None, (EMPTY_FILE,))]
     # Opening probes the streams by decoding their first frames; for 720p H.264 with B-frames that
     # costs more than a fifth of decoding the whole clip. The header already says what we need
     # (size, rate, duration), so the probe skips non-reference frames too.
@@ -100,17 +116,17 @@ def decode_clip(
     try:
         container = av.open(str(path), metadata_errors="ignore", stream_options=probe)
     except (av.FFmpegError, OSError, ValueError):
-        return DecodedClip(None, None, None, None, (UNREADABLE,))
+        return [DecodedClip(None, None, None, None, (UNREADABLE,))]
     with container:
-        clip, offset = _decode_open(container, cfg, want_video=video, want_audio=audio, skip_nonref=skip_nonref)
+        clips, offset = _decode_open(container, cfg, plan, want_video=video, want_audio=audio, skip_nonref=skip_nonref)
     if skip_nonref and offset > MAX_FRAME_OFFSET:
-        return decode_clip(path, cfg, video=video, audio=audio, skip_nonref=False)
-    return clip
+        return decode_windows(path, cfg, plan, video=video, audio=audio, skip_nonref=False)
+    return clips
 
 
-def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, *, want_video: bool, want_audio: bool,
-                 skip_nonref: bool) -> tuple[DecodedClip, float]:
-    """The clip, and how far (in frame intervals) the farthest sampled frame lies from its target."""
+def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, plan: WindowPlan | None, *,
+                 want_video: bool, want_audio: bool, skip_nonref: bool) -> tuple[list[DecodedClip], float]:
+    """The clip's windows, and how far (in frame intervals) the farthest sampled frame lies from its target."""
     issues: list[str] = []
     video_stream = container.streams.video[0] if container.streams.video else None
     audio_stream = container.streams.audio[0] if container.streams.audio else None
@@ -119,6 +135,7 @@ def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, *, wa
     if audio_stream is None:
         issues.append(NO_AUDIO)
     duration = _duration(container, video_stream)
+    windows = plan(duration) if plan is not None else None
 
     sampler = None
     if want_video and video_stream is not None:
@@ -128,10 +145,11 @@ def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, *, wa
         rate = video_stream.average_rate or video_stream.guessed_rate
         if skip_nonref and rate:
             video_stream.codec_context.skip_frame = "NONREF"
-        sampler = _EvenFrameSampler(cfg, duration, _start_time(video_stream), float(rate) if rate else None)
+        sampler = _EvenFrameSampler(cfg, duration, _start_time(video_stream), float(rate) if rate else None, windows)
     collector = None
     if want_audio and audio_stream is not None:
-        collector = _AudioCollector(cfg)
+        wanted = math.ceil(max(end for _, end in windows) * cfg.sample_rate) if windows else cfg.audio_samples
+        collector = _AudioCollector(cfg, wanted)
     streams = [s for s, used in ((video_stream, sampler), (audio_stream, collector)) if used is not None]
 
     if streams:
@@ -174,7 +192,20 @@ def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, *, wa
     audio_channels = (collector.channels or None) if collector is not None else None
     if audio_channels is None and audio_stream is not None:
         audio_channels = audio_stream.codec_context.channels or None  # known without decoding when not probed away
-    return DecodedClip(frames, waveform, duration, audio_channels, tuple(issues)), offset
+    if windows is None:
+        return [DecodedClip(frames, waveform, duration, audio_channels, tuple(issues))], offset
+    clips = []
+    for number, (start, end) in enumerate(windows):
+        own = list(issues)
+        window_frames = frames[number * cfg.num_frames : (number + 1) * cfg.num_frames] if frames is not None else None
+        window_audio = None
+        if waveform is not None:
+            window_audio = waveform[round(start * cfg.sample_rate) : round(end * cfg.sample_rate)]
+            if window_audio.size == 0:  # the audio ended before this window
+                window_audio = None
+                _add(own, NO_AUDIO_SAMPLES)
+        clips.append(DecodedClip(window_frames, window_audio, duration, audio_channels, tuple(own)))
+    return clips, offset
 
 
 def _add(issues: list[str], issue: str) -> None:
@@ -203,15 +234,19 @@ class _EvenFrameSampler:
     so the cost over a bare decode is N small conversions.
     """
 
-    def __init__(self, cfg: MediaConfig, duration: float | None, start: float, frame_rate: float | None) -> None:
+    def __init__(self, cfg: MediaConfig, duration: float | None, start: float, frame_rate: float | None,
+                 windows: list[tuple[float, float]] | None = None) -> None:
         self.cfg = cfg
         self.frame_rate = frame_rate
         self.worst_offset_frames = 0.0  # the farthest a chosen frame lies from its target, in frame intervals
         self.start = start
         self.duration = duration
-        self.count = cfg.num_frames
-        # The centre of each of N equal slices of the clip.
-        self.targets = [(i + 0.5) * duration / self.count for i in range(self.count)] if duration else None
+        windows = windows or ([(0.0, duration)] if duration else None)
+        per_window = cfg.num_frames
+        self.count = per_window * len(windows) if windows else per_window
+        # The centre of each of N equal slices of each window (windows in order, so targets ascend).
+        self.targets = ([a + (i + 0.5) * (b - a) / per_window for a, b in windows for i in range(per_window)]
+                        if windows else None)  # fmt: skip
         self.chosen: list[np.ndarray] = []
         self.previous: tuple[float, av.VideoFrame] | None = None
         self.last_rgb: tuple[av.VideoFrame, np.ndarray] | None = None
@@ -277,8 +312,8 @@ def resize_and_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
 class _AudioCollector:
     """Downmixes and resamples audio frames with FFmpeg's resampler, up to the configured length."""
 
-    def __init__(self, cfg: MediaConfig) -> None:
-        self.wanted = cfg.audio_samples
+    def __init__(self, cfg: MediaConfig, wanted: int) -> None:
+        self.wanted = wanted  # samples at cfg.sample_rate: enough for the model, or for the last window
         self.resampler = av.AudioResampler(format="flt", layout="mono", rate=cfg.sample_rate)
         self.chunks: list[np.ndarray] = []
         self.samples = 0

@@ -1,8 +1,10 @@
 """The multimodal model: encoders -> masked concatenation -> fusion layer -> emotion and sentiment heads.
 
-An absent modality (a missing or broken clip) must not inject garbage: its embedding is multiplied
-by its presence mask (0 or 1) after the projection, so neither its input nor the projection's bias
-reaches the fusion layer, and the masks themselves are fed in so the model knows what it lacks.
+An absent modality (a missing or broken clip, a clip without its transcript) must not inject
+garbage: its embedding is multiplied by its presence mask (0 or 1) after the projection, so neither
+its input nor the projection's bias reaches the fusion layer, and the masks themselves are fed in so
+the model knows what it lacks. Training can mask present modalities at random
+(`TrainConfig.modality_dropout`), so the fusion layer also learns to do without each one.
 
 A batch may carry a frozen backbone's outputs (`video_features`, `text_features`, computed once and
 cached) instead of its raw input: the backbone is then skipped and only the projection runs.
@@ -17,12 +19,18 @@ from mmsent.config import ModelConfig
 from mmsent.labels import EMOTIONS, SENTIMENTS
 from mmsent.model.encoders import AudioEncoder, TextEncoder, VideoEncoder
 
-# The model's input names for each modality, and the name of its presence mask (text is always present).
-INPUTS: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "text": (("input_ids", "attention_mask"), None),
+# The model's input names for each modality, and the name of its presence mask.
+INPUTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "text": (("input_ids", "attention_mask"), "text_present"),
     "video": (("frames",), "video_present"),
     "audio": (("log_mel",), "audio_present"),
 }
+PRESENT: dict[str, str] = {name: mask for name, (_, mask) in INPUTS.items()}  # modality -> its presence mask
+
+
+def hide_modalities(batch: dict, hidden: tuple[str, ...]) -> dict:
+    """The batch as the model would see it with these modalities absent from every item."""
+    return batch | {PRESENT[name]: torch.zeros_like(batch[PRESENT[name]]) for name in hidden if PRESENT[name] in batch}
 
 
 class MultimodalSentimentModel(nn.Module):
@@ -38,8 +46,7 @@ class MultimodalSentimentModel(nn.Module):
         if "audio" in cfg.modalities:
             encoders["audio"] = AudioEncoder(cfg.audio_channels, cfg.embed_dim, cfg.dropout)
         self.encoders = nn.ModuleDict(encoders)
-        self.masked = [name for name in self.encoders if INPUTS[name][1] is not None]
-        fused_in = cfg.embed_dim * len(self.encoders) + len(self.masked)
+        fused_in = (cfg.embed_dim + 1) * len(self.encoders)  # each embedding, and its presence mask
         self.fusion = nn.Sequential(
             nn.Linear(fused_in, cfg.fusion_dim), nn.LayerNorm(cfg.fusion_dim), nn.ReLU(), nn.Dropout(cfg.dropout)
         )
@@ -68,14 +75,11 @@ class MultimodalSentimentModel(nn.Module):
             input_names, mask_name = INPUTS[name]
             features = batch.get(f"{name}_features")
             if features is None:
-                inputs = [batch[key] for key in input_names]
-                features = encoder.features(*inputs) if mask_name is None else _present_only(encoder, inputs, batch[mask_name])
+                features = _present_only(encoder, [batch[key] for key in input_names], batch[mask_name])
             embedding = encoder.projection(features)
-            if mask_name is not None:
-                mask = batch[mask_name].to(embedding.dtype).unsqueeze(1)
-                embedding = embedding * mask
-                masks.append(mask)
-            parts.append(embedding)
+            mask = batch[mask_name].to(embedding.dtype).unsqueeze(1)
+            parts.append(embedding * mask)
+            masks.append(mask)
         fused = self.fusion(torch.cat(parts + masks, dim=1))
         return {task: head(fused) for task, head in self.heads.items()}
 
@@ -86,7 +90,7 @@ class MultimodalSentimentModel(nn.Module):
             inputs, mask = INPUTS[name]
             if batch is not None and f"{name}_features" in batch:
                 inputs = (f"{name}_features",)
-            names += [*inputs, *([mask] if mask else [])]
+            names += [*inputs, mask]
         return names
 
 

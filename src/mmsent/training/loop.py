@@ -43,12 +43,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DistributedSampler, Subset
 
 from mmsent.config import DataConfig, ModelConfig, TrainConfig
 from mmsent.data.cache import split_fingerprint
-from mmsent.data.dataset import MeldDataset, collate, count_issues
-from mmsent.data.media import one_torch_thread
+from mmsent.data.dataset import MeldDataset, count_issues
+from mmsent.data.loader import make_loader
 from mmsent.data.layout import SplitFiles
 from mmsent.labels import TASKS
 from mmsent.model.fusion import MultimodalSentimentModel
@@ -63,13 +63,15 @@ from mmsent.training.checkpoint import (
 )  # fmt: skip
 from mmsent.training.distributed import DistInfo
 from mmsent.training.embeddings import attach_frozen_features
+from mmsent.training.loss import MultiTaskLoss
 from mmsent.training.metrics import curves_figure, format_head_metrics, save_confusion_pngs, save_figure
+from mmsent.training.modality_dropout import drop_modalities
 from mmsent.training.precision import choose_precision
 from mmsent.training.progress import Progress
 from mmsent.training.run_folders import RunFolderError, hold_run_folders
 from mmsent.training.stop_signal import StopSignal
 from mmsent.training.tracking import TensorBoardLog, epoch_metrics, metric_line
-from mmsent.training.validate import Interrupted, MultiTaskLoss, merge, predict, summarize, to_device
+from mmsent.training.validate import Interrupted, merge, predict, summarize, to_device
 
 
 class TrainingError(RuntimeError):
@@ -135,8 +137,12 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
         chosen = np.random.default_rng(cfg.seed).choice(len(train_set), cfg.max_train_samples, replace=False)
         train_items = Subset(train_set, sorted(chosen.tolist()))
     train_sampler = ResumableSampler(train_items, dist, shuffle=True, seed=cfg.seed)
-    train_loader = make_loader(train_items, cfg, device, sampler=train_sampler)
-    val_loader = make_loader(val_set, cfg, device, sampler=ResumableSampler(val_set, dist, shuffle=False))
+
+    def loader(dataset, sampler=None):
+        return make_loader(dataset, cfg.batch_size, cfg.num_workers, device, sampler, cfg.seed)
+
+    train_loader = loader(train_items, train_sampler)
+    val_loader = loader(val_set, ResumableSampler(val_set, dist, shuffle=False))
     batches_per_epoch = math.ceil(train_sampler.num_samples / cfg.batch_size)
     say(f"train {len(train_items)} items from {splits['train'].csv_path}; validation {len(val_set)} from {splits['dev'].csv_path}")
 
@@ -148,8 +154,7 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
             "(--video-weights kinetics400 or PATH gives pretrained features)")  # fmt: skip
     if cfg.cache_embeddings:
         started = time.monotonic()
-        served = attach_frozen_features(model, datasets, data_cfg, lambda dataset: make_loader(dataset, cfg, device),
-                                        device, dist, say)  # fmt: skip
+        served = attach_frozen_features(model, datasets, data_cfg, loader, device, dist, say)
         setup_seconds["frozen_outputs"] = time.monotonic() - started
         if served:
             say(f"frozen {', '.join(served)} backbone outputs come from the cache: each epoch trains the rest only")
@@ -239,7 +244,7 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
             for batch in train_loader:
                 last_micro_step = (state.batches_done + 1) % cfg.grad_accum_steps == 0 or state.batches_done + 1 == batches_per_epoch
                 batch_issues = sum(count_issues(batch["issues"]).values())
-                batch = to_device(batch, device)
+                batch = to_device(drop_modalities(batch, cfg.modality_dropout), device)
                 # DDP averages gradients across ranks in backward: only on the micro-step that steps.
                 sync = contextlib.nullcontext() if last_micro_step or not dist.enabled else trained.no_sync()
                 with sync:
@@ -333,7 +338,7 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
              "skipped_steps": state.skipped_steps}  # fmt: skip
     if "test" in splits:
         test_set = datasets["test"]
-        test_loader = make_loader(test_set, cfg, device, sampler=ResumableSampler(test_set, dist, shuffle=False))
+        test_loader = loader(test_set, ResumableSampler(test_set, dist, shuffle=False))
         final["test"] = _evaluate(model, test_loader, device, precision, dist, loss_fn, "test", cfg.log_every)
     if dist.is_main:
         write_reports(paths, final, state.history)
@@ -458,24 +463,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def make_loader(dataset, cfg: TrainConfig, device: torch.device, sampler=None) -> DataLoader:
-    """Batches in `sampler`'s order (training passes a ResumableSampler), else in dataset order."""
-    workers = cfg.num_workers
-    return DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        collate_fn=collate,
-        num_workers=workers,
-        worker_init_fn=one_torch_thread if workers else None,
-        persistent_workers=workers > 0,
-        pin_memory=device.type == "cuda",
-        # Its own generator (for worker seeds), so making an iterator never draws from the
-        # global one that dropout uses: a resumed run draws the same masks as an uninterrupted one.
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
 
 
 def _positions(items) -> list[int]:

@@ -14,6 +14,7 @@ from torch import nn
 
 from mmsent.data.dataset import count_issues
 from mmsent.labels import TASKS
+from mmsent.training.loss import MultiTaskLoss
 from mmsent.training.metrics import head_metrics
 from mmsent.training.precision import Precision
 
@@ -51,22 +52,6 @@ def merge(parts: list[Predictions]) -> Predictions:
         log_probabilities={t: np.concatenate([p.log_probabilities[t] for p in parts])[keep] for t in TASKS},
         issues=[issues[i] for i in keep],
     )
-
-
-class MultiTaskLoss(nn.Module):
-    """Emotion cross-entropy plus a weighted sentiment cross-entropy, each with class weights."""
-
-    def __init__(self, class_weights: dict[str, torch.Tensor | None], label_smoothing: float,
-                 sentiment_weight: float) -> None:
-        super().__init__()
-        self.criteria = nn.ModuleDict({
-            task: nn.CrossEntropyLoss(weight=class_weights.get(task), label_smoothing=label_smoothing)
-            for task in TASKS
-        })  # fmt: skip
-        self.task_weights = {"emotion": 1.0, "sentiment": sentiment_weight}
-
-    def forward(self, logits: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(self.task_weights[t] * self.criteria[t](logits[t].float(), batch[t]) for t in TASKS)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

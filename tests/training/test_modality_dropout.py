@@ -1,0 +1,41 @@
+import torch
+
+from mmsent.training.modality_dropout import drop_modalities
+
+
+def _presence(items: int, present: tuple[bool, bool, bool] = (True, True, True)) -> dict:
+    return {key: torch.full((items,), value) for key, value in zip(("text_present", "video_present", "audio_present"), present)}
+
+
+def _kept(batch: dict) -> torch.Tensor:
+    return torch.stack([batch[k] for k in ("text_present", "video_present", "audio_present")], dim=1)
+
+
+def test_each_modality_is_hidden_at_about_the_rate_and_never_all_of_an_item():
+    torch.manual_seed(0)
+    kept = _kept(drop_modalities(_presence(20_000), 0.3))
+    assert kept.any(dim=1).all()  # every item keeps at least one modality
+    hidden_rate = 1 - kept.float().mean(dim=0)
+    # 0.3 each, a little less after putting one back where all three went (0.3^3 of items)
+    assert torch.all((hidden_rate > 0.26) & (hidden_rate < 0.31)), hidden_rate
+
+
+def test_an_absent_modality_stays_absent_and_an_item_with_one_keeps_it():
+    torch.manual_seed(0)
+    batch = _presence(1000, (True, False, False))
+    out = _kept(drop_modalities(batch, 0.9))
+    assert out[:, 0].all() and not out[:, 1:].any()
+
+
+def test_zero_probability_and_single_modality_batches_are_untouched():
+    batch = _presence(8)
+    assert drop_modalities(batch, 0.0) is batch
+    text_only = {"text_present": torch.ones(8, dtype=torch.bool)}
+    assert drop_modalities(text_only, 0.9) is text_only
+
+
+def test_the_draws_follow_the_global_seed():
+    torch.manual_seed(3)
+    first = _kept(drop_modalities(_presence(64), 0.5))
+    torch.manual_seed(3)
+    assert torch.equal(first, _kept(drop_modalities(_presence(64), 0.5)))
