@@ -6,6 +6,8 @@ Subcommands:
   params        parameter counts per component, for any model settings
   train         train the fusion model (the same script runs inside a SageMaker training job)
   evaluate      score a model dir on a split: per-class table, confusion matrices, JSON report
+  predict       emotion and sentiment of your own clips or transcripts, with a model dir
+  serve         a model dir behind HTTP: SageMaker's GET /ping and POST /invocations
   launch        run `mmsent train` as a SageMaker training job (or locally through the real toolkit)
   jobs          list, describe, stop SageMaker training jobs; pull a job's model and TensorBoard logs
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmsent.commands import data, model, sagemaker
+from mmsent.commands import data, inference, model, sagemaker
 from mmsent.commands.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, error
 from mmsent.environment import Environment
 
@@ -39,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmsent", description="Train multimodal emotion and sentiment classifiers on MELD-format video.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])  # fmt: skip
     commands = parser.add_subparsers(metavar="COMMAND")
-    for area in (data, model, sagemaker):
+    for area in (data, model, inference, sagemaker):
         area.add_parsers(commands)
     return parser
 

@@ -209,3 +209,28 @@ def test_every_decoder_option_is_one_ffmpeg_knows(clips):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "()", result.stderr
     assert result.stderr == ""
+
+
+def test_windows_sample_their_own_span_in_one_pass(clips):
+    """Each planned window gets num_frames frames evenly across it, and the audio from its start."""
+    cfg = MediaConfig(num_frames=4, audio_seconds=1.0)
+    windows = media.decode_windows(clips["good"], cfg, lambda duration: [(0.0, 2.0), (2.0, 4.0)])
+    assert len(windows) == 2
+    for (start, end), window in zip([(0.0, 2.0), (2.0, 4.0)], windows):
+        expected = [round((start + (i + 0.5) * (end - start) / 4) * FPS) for i in range(4)]
+        assert all(abs(a - b) <= 1 for a, b in zip(_frame_indices(window.frames), expected)), _frame_indices(window.frames)
+        assert window.waveform.size == round((end - start) * cfg.sample_rate)
+    # Whole-clip decoding is the plan that returns None: the same as decode_clip.
+    whole = media.decode_windows(clips["good"], cfg, lambda duration: None)
+    assert len(whole) == 1 and np.array_equal(whole[0].frames, decode_clip(clips["good"], cfg).frames)
+
+
+def test_a_window_past_the_audio_names_the_missing_samples(clips):
+    windows = media.decode_windows(clips["surround"], MediaConfig(num_frames=2), lambda duration: [(0.0, 1.0), (3.0, 4.0)])
+    assert windows[0].has_audio and not windows[1].has_audio
+    assert media.NO_AUDIO_SAMPLES in windows[1].issues
+
+
+def test_a_broken_clip_is_one_result_whatever_the_plan(clips):
+    (only,) = media.decode_windows(clips["garbage"], MediaConfig(), lambda duration: [(0.0, 1.0), (1.0, 2.0)])
+    assert only.issues == (media.UNREADABLE,)

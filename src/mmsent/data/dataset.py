@@ -82,19 +82,10 @@ class MeldDataset(Dataset):
             item["input_ids"] = self.input_ids[index]
             item["attention_mask"] = self.attention_mask[index]
         if self.use_video or self.use_audio:
-            media = self.cfg.media
             need_frames = self.use_video and "video" not in self.features
-            clip = self._media(index, need_frames)
-            item["issues"] = clip.issues
-            if self.use_video:
-                item["video_present"] = clip.video_present
-                if not need_frames:
-                    item["video_features"] = self._features("video", index)
-                else:
-                    item["frames"] = frames_to_tensor(clip.frames) if clip.video_present else empty_frames(media)
-            if self.use_audio:
-                item["audio_present"] = clip.audio_present
-                item["log_mel"] = clip.log_mel if clip.audio_present else empty_log_mel(media)
+            item |= media_fields(self._media(index, need_frames), self.cfg, frames=need_frames)
+            if self.use_video and not need_frames:
+                item["video_features"] = self._features("video", index)
         return item
 
     def _features(self, modality: str, index: int) -> torch.Tensor:
@@ -110,6 +101,20 @@ class MeldDataset(Dataset):
     def labels(self, task: str) -> list[int]:
         """A head's labels read from the CSV, without decoding a single clip (for class weights)."""
         return [getattr(u, task) for u in self.utterances]
+
+
+def media_fields(clip: CachedItem, cfg: DataConfig, frames: bool = True) -> dict:
+    """An item's video and audio inputs from its decoded clip: zeros and a False presence flag for
+    what the clip lacks, and its issues. `frames` False leaves the frames out (served as features)."""
+    fields: dict = {"issues": clip.issues}
+    if "video" in cfg.modalities:
+        fields["video_present"] = clip.video_present
+        if frames:
+            fields["frames"] = frames_to_tensor(clip.frames) if clip.video_present else empty_frames(cfg.media)
+    if "audio" in cfg.modalities:
+        fields["audio_present"] = clip.audio_present
+        fields["log_mel"] = clip.log_mel if clip.audio_present else empty_log_mel(cfg.media)
+    return fields
 
 
 def collate(items: list[dict]) -> dict:

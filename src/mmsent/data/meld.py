@@ -31,6 +31,7 @@ MELD_COLUMNS: tuple[str, ...] = (
 )
 # Without these a row cannot be trained on or matched to its clip.
 REQUIRED_COLUMNS: tuple[str, ...] = ("Utterance", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID")
+LABEL_COLUMNS: tuple[str, ...] = ("Emotion", "Sentiment")
 _INTEGER_COLUMNS: tuple[str, ...] = ("Sr No.", "Dialogue_ID", "Utterance_ID", "Season", "Episode")
 
 
@@ -45,8 +46,8 @@ class Utterance:
     sr_no: int | None
     text: str
     speaker: str
-    emotion: int  # index into labels.EMOTIONS
-    sentiment: int  # index into labels.SENTIMENTS
+    emotion: int  # index into labels.EMOTIONS; None only in a CSV read with require_labels=False
+    sentiment: int  # index into labels.SENTIMENTS; likewise
     dialogue_id: int
     utterance_id: int
     season: int | None
@@ -73,15 +74,19 @@ def normalize_text(text: str) -> str:
     return ftfy.fix_text(text, normalization="NFKC").strip()
 
 
-def read_meld_csv(path: Path) -> list[Utterance]:
-    """Read and validate a MELD-format CSV. Raises MeldFormatError naming the file, row and value."""
+def read_meld_csv(path: Path, require_labels: bool = True) -> list[Utterance]:
+    """Read and validate a MELD-format CSV. Raises MeldFormatError naming the file, row and value.
+    `require_labels` False accepts a CSV without the Emotion and Sentiment columns (rows to
+    predict): its utterances have None for both. Where the columns are there, they are checked."""
     path = Path(path)
     try:
         # utf-8-sig: also accept the byte-order mark that spreadsheet programs prepend.
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
             header = reader.fieldnames or []
-            missing = [column for column in REQUIRED_COLUMNS if column not in header]
+            labelled = require_labels or any(column in header for column in LABEL_COLUMNS)
+            required = REQUIRED_COLUMNS if labelled else tuple(c for c in REQUIRED_COLUMNS if c not in LABEL_COLUMNS)
+            missing = [column for column in required if column not in header]
             if missing:
                 raise MeldFormatError(
                     f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
@@ -90,7 +95,7 @@ def read_meld_csv(path: Path) -> list[Utterance]:
                 )
             utterances, lines = [], {}
             for row in reader:
-                utterance = _parse_row(path, reader.line_num, row)
+                utterance = _parse_row(path, reader.line_num, row, labelled)
                 key = (utterance.dialogue_id, utterance.utterance_id)
                 if key in lines:  # the clip name dia{D}_utt{U}.mp4 would then belong to two rows
                     raise MeldFormatError(f"{path}: rows at lines {lines[key]} and {reader.line_num} are both "
@@ -113,7 +118,7 @@ def read_meld_csv(path: Path) -> list[Utterance]:
         raise MeldFormatError(f"{path}: cannot read the CSV ({error.strerror or error})") from error
 
 
-def _parse_row(path: Path, line: int, row: dict[str, str | None]) -> Utterance:
+def _parse_row(path: Path, line: int, row: dict[str, str | None], labelled: bool = True) -> Utterance:
     where = f"{path}: row at line {line}"
     if None in row:  # csv.DictReader puts surplus fields under the key None
         raise MeldFormatError(f"{where}: more fields than the header's {len(row) - 1} columns")
@@ -145,8 +150,8 @@ def _parse_row(path: Path, line: int, row: dict[str, str | None]) -> Utterance:
         sr_no=ints["Sr No."],
         text=normalize_text(row["Utterance"] or ""),
         speaker=text_of("Speaker"),
-        emotion=label("Emotion", EMOTION_TO_INDEX),
-        sentiment=label("Sentiment", SENTIMENT_TO_INDEX),
+        emotion=label("Emotion", EMOTION_TO_INDEX) if labelled else None,
+        sentiment=label("Sentiment", SENTIMENT_TO_INDEX) if labelled else None,
         dialogue_id=ints["Dialogue_ID"],
         utterance_id=ints["Utterance_ID"],
         season=ints["Season"],

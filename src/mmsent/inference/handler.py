@@ -1,0 +1,141 @@
+"""The model behind an HTTP request, in the four functions SageMaker's PyTorch inference container
+calls (sagemaker-inference-toolkit's Transformer: model_fn, input_fn, predict_fn, output_fn), and
+that `mmsent serve` calls the same way.
+
+Requests:
+    video/*, audio/*, application/octet-stream   the clip's bytes (any file FFmpeg reads)
+    application/json    {"text": "what was said", "media": "<base64 clip>", "windows": SECONDS}, any of them
+    text/plain          the transcript alone
+Response (application/json): {"predictions": [one object per window: emotion, sentiment, every class's
+probability, which modalities were present, media issues]}.
+Bad requests raise RequestError: status 4xx and a JSON body {"error": "..."} naming the problem. In
+the AWS container the toolkit turns its status_code into the response's (it appends a traceback).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmsent.inference.predict import Predictor, Request
+
+try:  # inside the AWS inference container: the toolkit answers with this error's status_code
+    from sagemaker_inference.errors import GenericInferenceToolkitError as _StatusError
+except ImportError:  # anywhere else (mmsent serve): the same shape
+
+    class _StatusError(Exception):
+        def __init__(self, status_code: int, message: str | None = None, phrase: str | None = None) -> None:
+            super().__init__(status_code, message, phrase)
+            self.status_code, self.message, self.phrase = status_code, message, phrase or message
+
+
+MEDIA_PREFIXES = ("video/", "audio/")
+MAX_WINDOWS = 1000  # per request: a timeline of a long scene, not an unbounded response
+
+
+class RequestError(_StatusError):
+    """A request the model cannot answer; `status_code` is its HTTP status, `body` the JSON to send."""
+
+    def __init__(self, status: int, problem: str) -> None:
+        self.problem = problem
+        super().__init__(status, json.dumps({"error": problem}))
+
+    @property
+    def body(self) -> str:
+        return json.dumps({"error": self.problem})
+
+
+@dataclass(frozen=True)
+class Input:
+    media: bytes | None = None
+    text: str | None = None
+    windows: float | None = None  # seconds per window: a timeline; None: the centre window
+
+
+def model_fn(model_dir: str) -> Predictor:
+    """The model dir SageMaker unpacked to /opt/ml/model (model.tar.gz's top level is the model dir)."""
+    return Predictor(Path(model_dir), workers=1)
+
+
+def input_fn(body: bytes | str, content_type: str) -> Input:
+    """The request, checked: media bytes, a transcript, or both."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if isinstance(body, str):  # the toolkit decodes JSON and CSV bodies to text before calling
+        body = body.encode("utf-8")
+    if not body:
+        raise RequestError(400, "empty request body: send a clip's bytes (video/mp4, ...) or JSON {\"text\": ...}")
+    if media_type.startswith(MEDIA_PREFIXES) or media_type == "application/octet-stream":
+        return Input(media=bytes(body))
+    if media_type == "text/plain":
+        return Input(text=_utf8(body))
+    if media_type == "application/json":
+        return _json_input(body)
+    raise RequestError(415, f"content type {content_type!r} is not supported: send video/* or audio/* "
+                            "(the clip's bytes), application/json or text/plain")  # fmt: skip
+
+
+def _utf8(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RequestError(400, f"the body is not UTF-8 text (byte {error.start})") from None
+
+
+def _json_input(body: bytes) -> Input:
+    try:
+        fields = json.loads(_utf8(body))
+    except json.JSONDecodeError as error:
+        raise RequestError(400, f"the body is not valid JSON: {error}") from None
+    if not isinstance(fields, dict):
+        raise RequestError(400, "the JSON body must be an object: {\"text\": ..., \"media\": ..., \"windows\": ...}")
+    unknown = sorted(set(fields) - {"text", "media", "windows"})
+    if unknown:
+        raise RequestError(400, f"unknown field(s) {', '.join(unknown)}; expected text, media (base64), windows (seconds)")
+    text, media, windows = fields.get("text"), fields.get("media"), fields.get("windows")
+    if text is not None and not isinstance(text, str):
+        raise RequestError(400, "\"text\" must be a string")
+    if media is not None:
+        if not isinstance(media, str):
+            raise RequestError(400, "\"media\" must be the clip's bytes as a base64 string")
+        try:
+            media = base64.b64decode(media, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(400, "\"media\" is not valid base64") from None
+    if windows is not None and (isinstance(windows, bool) or not isinstance(windows, (int, float)) or not windows > 0):
+        raise RequestError(400, f"\"windows\" must be a positive number of seconds, got {windows!r}")
+    if not media and not (text or "").strip():
+        raise RequestError(400, "nothing to classify: give \"text\", \"media\" or both")
+    return Input(media=media or None, text=text, windows=float(windows) if windows is not None else None)
+
+
+def predict_fn(data: Input, model: Predictor) -> list[dict]:
+    """One object per window. A clip that yields nothing the model can use, without a transcript
+    to fall back on, is a 422 naming what was wrong with it."""
+    with tempfile.TemporaryDirectory(prefix="mmsent-request-") as folder:
+        clip = None
+        if data.media is not None:
+            clip = Path(folder) / "clip"
+            clip.write_bytes(data.media)
+        if data.windows is not None and clip is None:
+            raise RequestError(400, "\"windows\" needs \"media\": a transcript has no timeline")
+        predictions = model.predict([Request(clip=clip, text=data.text, name="request")], every=data.windows)
+    if len(predictions) > MAX_WINDOWS:
+        raise RequestError(413, f"{len(predictions)} windows: more than {MAX_WINDOWS}; choose longer windows")
+    if not any(any(p.present.values()) for p in predictions):
+        issues = sorted({issue for p in predictions for issue in p.issues})
+        raise RequestError(422, "nothing in the request could be used: the media " + (
+            f"could not be decoded ({', '.join(issues)})" if issues else "has none of the model's inputs") +
+            (" and there is no transcript" if "text" in model.modalities else ""))  # fmt: skip
+    return [{k: v for k, v in p.as_dict().items() if k != "name"} for p in predictions]
+
+
+def output_fn(prediction: list[dict], accept: str | None) -> tuple[str, str]:
+    """JSON, whatever the Accept header allows that is JSON; the toolkit takes (body, content type)."""
+    wanted = [part.split(";")[0].strip().lower() for part in (accept or "application/json").split(",")]
+    if not any(kind in ("application/json", "*/*", "application/*") for kind in wanted):
+        raise RequestError(406, f"Accept {accept!r}: the response is application/json")
+    return json.dumps({"predictions": prediction}), "application/json"

@@ -1,0 +1,166 @@
+"""A model dir's emotion and sentiment for clips of one's own: `mmsent predict`, `mmsent serve`.
+
+Clips are decoded exactly as in training (the same decoder, frames and mel settings from the model
+dir's config), in parallel processes, and scored in batches. A clip up to the model's window (its
+`audio_seconds`, what the audio encoder hears) is taken whole, as training took MELD's clips; a
+longer one is classified on its centre window, or with `every` set, window by window across the
+whole clip (a timeline). Broken media never fails the batch: the clip's row names its issues, and
+the model predicts from what is left (the transcript, say), as it learnt to with masked modalities.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmsent.config import DataConfig, MediaConfig
+from mmsent.data.cache import CachedItem
+from mmsent.data.dataset import collate, media_fields
+from mmsent.data.media import decode_windows, log_mel, map_clips
+from mmsent.labels import TASKS
+from mmsent.model_dir import load_model_dir
+from mmsent.training.precision import choose_precision
+from mmsent.training.validate import to_device
+
+
+@dataclass(frozen=True)
+class Request:
+    """One thing to classify: a clip, its transcript, or both."""
+
+    clip: Path | None = None  # None: the transcript alone
+    text: str | None = None  # None or blank: no transcript (text absent, unless ASR supplies one)
+    name: str = ""  # how results name it (default: the clip's path)
+    labels: dict[str, int] | None = None  # true class indices, from a labelled CSV: for metrics
+
+
+@dataclass
+class Prediction:
+    name: str
+    start: float | None  # the window's seconds in the clip; None for the whole clip or no clip
+    end: float | None
+    emotion: str
+    sentiment: str
+    probabilities: dict[str, dict[str, float]]  # task -> class -> probability
+    present: dict[str, bool]  # the model's modalities -> whether this item had it
+    issues: tuple[str, ...] = ()  # media problems (mmsent.data.media's names)
+    text: str | None = None  # the transcript used (from the request or from ASR)
+    labels: dict[str, str] | None = None  # the true labels, where a labelled CSV gave them
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        row = {"name": self.name, "start": self.start, "end": self.end, "emotion": self.emotion,
+               "sentiment": self.sentiment, "probabilities": self.probabilities, "present": self.present,
+               "issues": list(self.issues), "text": self.text}  # fmt: skip
+        if self.labels is not None:
+            row["labels"] = self.labels
+        return row
+
+
+def plan_windows(duration: float | None, seconds: float, every: float | None) -> list[tuple[float, float]] | None:
+    """The (start, end) windows to classify, or None for the whole clip (as in training).
+    `every` None: the whole clip up to `seconds` long, else its centre `seconds`. `every` S: windows
+    of S seconds from the start, the last one shorter where the clip ends."""
+    if duration is None:
+        return None  # no duration in the header: nothing to place windows by
+    if every is None:
+        if duration <= seconds:
+            return None
+        start = (duration - seconds) / 2
+        return [(start, start + seconds)]
+    starts = np.arange(0.0, duration, every)
+    return [(float(s), float(min(s + every, duration))) for s in starts if duration - s > 1e-3]
+
+
+def decode_for_prediction(path: Path | None, media: MediaConfig, video: bool, audio: bool, every: float | None,
+                          ) -> list[tuple[tuple[float, float] | None, CachedItem]]:
+    """Each window of a clip and what the model needs from it (in a worker process: plain arrays)."""
+    plan = functools.partial(plan_windows, seconds=media.audio_seconds, every=every)
+    clips = decode_windows(path, media, plan, video=video, audio=audio)
+    spans = plan(clips[0].duration) or [None]  # the plan decode_windows followed: one clip per window
+    return [(span, CachedItem(clip.frames, log_mel(clip.waveform, media) if clip.has_audio else None,
+                              clip.has_video, clip.has_audio, clip.issues))
+            for span, clip in zip(spans, clips)]  # fmt: skip
+
+
+class Predictor:
+    """A loaded model dir, ready to classify requests (on CUDA when there is one)."""
+
+    def __init__(self, model_dir: Path, device: torch.device | str | None = None, batch_size: int = 16,
+                 workers: int | None = None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model, self.data_cfg, self.tokenizer = load_model_dir(model_dir, self.device)
+        self.model_dir = Path(model_dir)
+        self.batch_size = batch_size
+        self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+        self.precision = choose_precision(False, self.device)
+        # A fast tokenizer is not safe to call from two threads at once ("Already borrowed"): serve's threads take turns.
+        self.tokenizer_lock = threading.Lock()
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.data_cfg.modalities
+
+    def predict(self, requests: Sequence[Request], every: float | None = None, progress: bool | None = False,
+                transcribe=None) -> list[Prediction]:
+        """One Prediction per window of each request, in request order. `transcribe(path)` (ASR)
+        supplies the transcript of a clip that has none."""
+        cfg = self.data_cfg
+        video, audio = "video" in cfg.modalities, "audio" in cfg.modalities
+        decode = functools.partial(decode_for_prediction, media=cfg.media, video=video, audio=audio, every=every)
+        with_clips = [r.clip for r in requests if r.clip is not None]
+        decoded = iter(map_clips(decode, with_clips, min(self.workers, len(with_clips)), "decode", progress)
+                       if with_clips and (video or audio) else [])  # fmt: skip
+        rows: list[tuple[Request, str | None, tuple[float, float] | None, CachedItem | None]] = []
+        for request in requests:
+            text = request.text
+            if (text is None or not text.strip()) and transcribe is not None and request.clip is not None:
+                text = transcribe(request.clip)
+            windows = next(decoded) if request.clip is not None and (video or audio) else [(None, None)]
+            rows += [(request, text, span, clip) for span, clip in windows]
+        predictions = []
+        for first in range(0, len(rows), self.batch_size):
+            predictions += self._score(rows[first : first + self.batch_size])
+        return predictions
+
+    @torch.no_grad()
+    def _score(self, rows: list) -> list[Prediction]:
+        cfg: DataConfig = self.data_cfg
+        items = []
+        texts = [(text or "").strip() for _, text, _, _ in rows]
+        if "text" in cfg.modalities:
+            with self.tokenizer_lock:
+                    encoded = self.tokenizer(texts, max_length=cfg.text.max_tokens, truncation=True, padding="max_length",
+                                         return_tensors="pt")  # fmt: skip
+        for position, (request, _, _, clip) in enumerate(rows):
+            item: dict = {"index": position, "emotion": 0, "sentiment": 0, "issues": ()}
+            if "text" in cfg.modalities:
+                item |= {"input_ids": encoded["input_ids"][position], "attention_mask": encoded["attention_mask"][position],
+                         "text_present": bool(texts[position])}  # fmt: skip
+            if clip is None:  # no clip given: video and audio absent, and nothing wrong with them
+                clip = CachedItem(None, None, False, False, ())
+            item |= media_fields(clip, cfg)
+            items.append(item)
+        batch = collate(items)
+        present = {name: batch[f"{name}_present"].tolist() for name in cfg.modalities}
+        with self.precision.autocast():
+            logits = self.model(to_device(batch, self.device))
+        probabilities = {task: torch.softmax(logits[task].float(), dim=1).cpu().numpy() for task in TASKS}
+        results = []
+        for position, (request, text, span, clip) in enumerate(rows):
+            p = {task: dict(zip(names, (round(float(v), 6) for v in probabilities[task][position]))) for task, names in TASKS.items()}
+            labels = {task: TASKS[task][i] for task, i in request.labels.items()} if request.labels else None
+            results.append(Prediction(
+                name=request.name or (str(request.clip) if request.clip is not None else "(text)"),
+                start=round(span[0], 3) if span else None, end=round(span[1], 3) if span else None,
+                emotion=max(p["emotion"], key=p["emotion"].get), sentiment=max(p["sentiment"], key=p["sentiment"].get),
+                probabilities=p, present={name: bool(present[name][position]) for name in cfg.modalities},
+                issues=tuple(clip.issues) if clip is not None else (), text=texts[position] or None, labels=labels,
+            ))  # fmt: skip
+        return results

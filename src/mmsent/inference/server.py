@@ -1,0 +1,127 @@
+"""`mmsent serve`: the SageMaker hosting contract (GET /ping, POST /invocations) over real HTTP.
+
+The server is waitress: a production WSGI server in pure Python (no C build, so it installs
+anywhere mmsent does), with a thread pool for concurrent requests, a cap on body size enforced
+while reading, and a clean stop. Requests are parsed with Werkzeug. Each request runs the same four
+handler functions as the AWS container (mmsent.inference.handler), so what passes here passes there.
+A request runs at most `timeout` seconds (then 504; the work itself finishes in the background).
+SIGTERM (what SageMaker and container runtimes send) stops accepting connections, lets requests in
+flight finish, and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
+
+from mmsent.inference import handler
+from mmsent.inference.predict import Predictor
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"  # 0.0.0.0 to accept connections from other machines (inside a container)
+    port: int = 8080  # SageMaker's hosting contract listens on 8080
+    threads: int = 4  # requests served at once
+    max_body_mb: float = 50.0  # larger bodies get 413 before the model sees them
+    timeout: float = 60.0  # seconds a request may run before it gets 504
+    stop_grace: float = 30.0  # seconds SIGTERM waits for requests in flight
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must lie in 0..65535, got {self.port}")
+        for name in ("threads",):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_body_mb", "timeout", "stop_grace"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+
+class InvocationsApp:
+    """The WSGI application: /ping and /invocations, every answer JSON."""
+
+    def __init__(self, model: Predictor, cfg: ServeConfig) -> None:
+        self.model, self.cfg = model, cfg
+        self.pool = ThreadPoolExecutor(max_workers=cfg.threads, thread_name_prefix="mmsent-predict")
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        request.max_content_length = self.cfg.max_body_bytes
+        if request.path == "/ping" and request.method == "GET":
+            response = _json(200, {"status": "healthy"})
+        elif request.path == "/invocations" and request.method == "POST":
+            response = self.invoke(request)
+        elif request.path in ("/ping", "/invocations"):
+            response = _json(405, {"error": f"{request.method} {request.path}: use GET /ping or POST /invocations"})
+        else:
+            response = _json(404, {"error": f"no {request.path}: use GET /ping or POST /invocations"})
+        return response(environ, start_response)
+
+    def invoke(self, request: Request) -> Response:
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            return _json(413, {"error": f"the body is larger than the limit of {self.cfg.max_body_mb:g} MB"})
+        future = self.pool.submit(self._handle, body, request.content_type, request.headers.get("Accept"))
+        try:
+            text, content_type = future.result(timeout=self.cfg.timeout)
+        except FutureTimeout:
+            return _json(504, {"error": f"the request took longer than {self.cfg.timeout:g} s"})
+        except handler.RequestError as problem:
+            return Response(problem.body, status=problem.status_code, content_type="application/json")
+        return Response(text, status=200, content_type=content_type)
+
+    def _handle(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[str, str]:
+        data = handler.input_fn(body, content_type or "")
+        return handler.output_fn(handler.predict_fn(data, self.model), accept)
+
+
+def _json(status: int, payload: dict) -> Response:
+    return Response(json.dumps(payload), status=status, content_type="application/json")
+
+
+def serve(model: Predictor, cfg: ServeConfig, ready=print) -> None:
+    """Serve until SIGTERM or SIGINT; `ready(message)` is called once the port is listening."""
+    from waitress.server import create_server
+
+    app = InvocationsApp(model, cfg)
+    # waitress's own cap stops reading a body far past the limit; the app answers 413 in JSON below it.
+    server = create_server(app, host=cfg.host, port=cfg.port, threads=cfg.threads,
+                           max_request_body_size=cfg.max_body_bytes * 2, clear_untrusted_proxy_headers=True)  # fmt: skip
+    stopping = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        ready(f"serving {model.model_dir} on http://{server.effective_host}:{server.effective_port} "
+              "(GET /ping, POST /invocations); SIGTERM or Ctrl-C stops")  # fmt: skip
+        while not stopping.is_set():
+            server.asyncore.loop(timeout=0.2, map=server._map, count=1)
+        # Stop accepting; keep the loop turning until the requests in flight have been answered.
+        server.del_channel()
+        server.socket.close()
+        deadline = time.monotonic() + cfg.stop_grace
+        while _busy(server) and time.monotonic() < deadline:
+            server.asyncore.loop(timeout=0.2, map=server._map, count=1)
+    finally:
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
+        server.task_dispatcher.shutdown(timeout=1)
+        app.pool.shutdown(wait=False, cancel_futures=True)
+        server.asyncore.close_all(server._map)
+
+
+def _busy(server) -> bool:
+    return any(channel.requests or channel.total_outbufs_len or channel.will_close is False and channel.inbuf_len
+               for channel in list(server.active_channels.values()))  # fmt: skip
