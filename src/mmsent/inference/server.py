@@ -123,5 +123,6 @@ def serve(model: Predictor, cfg: ServeConfig, ready=print) -> None:
 
 
 def _busy(server) -> bool:
-    return any(channel.requests or channel.total_outbufs_len or channel.will_close is False and channel.inbuf_len
+    """Whether a connection is receiving a request, has one waiting or running, or holds an unsent answer."""
+    return any(channel.request is not None or channel.requests or channel.total_outbufs_len
                for channel in list(server.active_channels.values()))  # fmt: skip

@@ -1,0 +1,135 @@
+"""`mmsent serve` over real HTTP on 127.0.0.1, and the handler functions the AWS container calls."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from mmsent.inference import handler
+from mmsent.labels import EMOTIONS
+from tests.inference.test_predict import _good_clips
+
+
+def _call(base: str, path: str, body: bytes | None = None, content_type: str | None = None, method: str | None = None,
+          accept: str | None = None) -> tuple[int, dict]:
+    headers = {k: v for k, v in (("Content-Type", content_type), ("Accept", accept)) if v}
+    request = urllib.request.Request(base + path, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as failed:
+        return failed.code, json.loads(failed.read())
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    process = subprocess.Popen([sys.executable, "-m", "mmsent", "serve", "--model-dir", str(tiny_model_dir), "--port", "0",
+                                "--max-body-mb", "0.5", "--threads", "4"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    line = process.stdout.readline()
+    match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+    assert match, line + process.stderr.read()
+    yield process, f"http://127.0.0.1:{match.group(1)}"
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_ping_and_a_clip(server, sample_dir):
+    _, base = server
+    assert _call(base, "/ping") == (200, {"status": "healthy"})
+    status, answer = _call(base, "/invocations", _good_clips(sample_dir)[0].read_bytes(), "video/mp4")
+    assert status == 200, answer
+    (prediction,) = answer["predictions"]
+    assert prediction["emotion"] in EMOTIONS and prediction["present"] == {"text": False, "audio": True, "video": True}
+
+
+def test_text_only_and_json_with_media(server, sample_dir):
+    _, base = server
+    status, answer = _call(base, "/invocations", json.dumps({"text": "I can't believe it!"}).encode(), "application/json")
+    assert status == 200 and answer["predictions"][0]["present"] == {"text": True, "audio": False, "video": False}
+    media = base64.b64encode(_good_clips(sample_dir)[0].read_bytes()).decode()
+    status, answer = _call(base, "/invocations", json.dumps({"text": "oh no", "media": media}).encode(), "application/json")
+    assert status == 200 and all(answer["predictions"][0]["present"].values())
+
+
+def test_eight_requests_at_once(server, sample_dir):
+    _, base = server
+    clips = _good_clips(sample_dir, 8)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda clip: _call(base, "/invocations", clip.read_bytes(), "video/mp4"), clips))
+    assert [status for status, _ in answers] == [200] * len(clips)
+
+
+@pytest.mark.parametrize("body, content_type, status, words", [
+    (b"", "video/mp4", 400, "empty request body"),
+    (b"\x89PNG....", "image/png", 415, "not supported"),
+    (b"\x00\x01corrupt" * 500, "video/mp4", 422, "could not be decoded (unreadable)"),
+    (b"{not json", "application/json", 400, "not valid JSON"),
+    (b"x" * 600_000, "video/mp4", 413, "larger than the limit of 0.5 MB"),
+])  # fmt: skip
+def test_bad_requests_get_a_4xx_naming_the_problem_and_the_server_keeps_serving(server, body, content_type, status, words):
+    _, base = server
+    got, answer = _call(base, "/invocations", body, content_type)
+    assert got == status and words in answer["error"], answer
+    assert _call(base, "/ping")[0] == 200
+
+
+def test_wrong_method_and_path(server):
+    _, base = server
+    assert _call(base, "/invocations", method="GET")[0] == 405
+    assert _call(base, "/nowhere")[0] == 404
+
+
+def test_sigterm_lets_the_request_in_flight_finish_then_stops(server, sample_dir):
+    process, base = server
+    clip = _good_clips(sample_dir)[0].read_bytes()
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(_call, base, "/invocations", json.dumps({"media": base64.b64encode(clip).decode(),
+                                                                         "windows": 0.25}).encode(), "application/json")
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        assert in_flight.result()[0] == 200
+    assert process.wait(timeout=60) == 0, process.stderr.read()[-3000:]
+    assert "stopped" in process.stdout.read()
+
+
+@pytest.mark.parametrize("body, content_type, status", [
+    ('{"text": 5}', "application/json", 400),
+    ('{"media": "***"}', "application/json", 400),
+    ('{"windows": -1, "text": "x"}', "application/json", 400),
+    ('{"other": 1}', "application/json", 400),
+    ("[1, 2]", "application/json", 400),
+    ("plain words", "text/csv", 415),
+])  # fmt: skip
+def test_input_fn_refuses_what_it_cannot_use(body, content_type, status):
+    with pytest.raises(handler.RequestError) as refused:
+        handler.input_fn(body, content_type)
+    assert refused.value.status_code == status and json.loads(refused.value.body)["error"]
+
+
+def test_output_fn_answers_json_or_406():
+    assert handler.output_fn([], "application/json; charset=utf-8") == ('{"predictions": []}', "application/json")
+    assert handler.output_fn([], None)[1] == "application/json"
+    with pytest.raises(handler.RequestError) as refused:
+        handler.output_fn([], "text/csv")
+    assert refused.value.status_code == 406
+
+
+def test_the_handler_contract_in_process(tiny_model_dir, sample_dir):
+    """model_fn -> input_fn -> predict_fn -> output_fn, as the toolkit's Transformer calls them."""
+    model = handler.model_fn(str(tiny_model_dir))
+    data = handler.input_fn(Path(_good_clips(sample_dir)[0]).read_bytes(), "video/mp4")
+    body, content_type = handler.output_fn(handler.predict_fn(data, model), "*/*")
+    assert content_type == "application/json" and json.loads(body)["predictions"][0]["emotion"] in EMOTIONS
