@@ -10,6 +10,8 @@ Subcommands:
   serve         a model dir behind HTTP: SageMaker's GET /ping and POST /invocations
   launch        run `mmsent train` as a SageMaker training job (or locally through the real toolkit)
   jobs          list, describe, stop SageMaker training jobs; pull a job's model and TensorBoard logs
+  deploy        serve a model dir (or a job's model) from a SageMaker endpoint, real-time or serverless
+  endpoints     list, invoke, delete SageMaker endpoints
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmsent.commands import data, inference, model, sagemaker
+from mmsent.commands import data, endpoints, inference, model, sagemaker
 from mmsent.commands.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, error
 from mmsent.environment import Environment
 
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmsent", description="Train multimodal emotion and sentiment classifiers on MELD-format video.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])  # fmt: skip
     commands = parser.add_subparsers(metavar="COMMAND")
-    for area in (data, model, inference, sagemaker):
+    for area in (data, model, inference, sagemaker, endpoints):
         area.add_parsers(commands)
     return parser
 

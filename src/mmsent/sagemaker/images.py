@@ -44,6 +44,16 @@ FRAMEWORK_IMAGES: dict[str, FrameworkImage] = {
     # The former default: kept so `make image-check FRAMEWORK=2.5.1` shows why it had to go.
     "2.5.1": FrameworkImage(python="3.11", torch="2.5.1", torchvision="0.20.1", torchaudio="2.5.1", numpy="1.26.4"),
 }
+# The AWS PyTorch *inference* image that `mmsent deploy` serves from (TorchServe with the
+# sagemaker-pytorch-inference toolkit, which calls mmsent's handler): the newest inference version in
+# sagemaker-core 2.27.0's pytorch.json is 2.6.0 (py312), on the same registry accounts as training.
+# Its packages from aws/deep-learning-containers `pytorch/inference/docker/2.6/py3/Dockerfile.cpu`
+# (and cu124/Dockerfile.gpu): Python 3.12.12, torch 2.6.0, torchvision 0.21.0, torchaudio 2.6.0;
+# numpy is installed unpinned there (2.x in a build of that Python): requirements keep major 2.
+DEFAULT_INFERENCE_VERSION = "2.6.0"
+INFERENCE_IMAGES: dict[str, FrameworkImage] = {
+    "2.6.0": FrameworkImage(python="3.12", torch="2.6.0", torchvision="0.21.0", torchaudio="2.6.0", numpy="2"),
+}
 _DEFAULT_ACCOUNT = "763104351884"
 # The DLC registries outside the default account (pytorch.json, training 2.10.0), in the partitions
 # whose registry domain is known here (aws, aws-cn, aws-us-gov); elsewhere pass --image-uri.
@@ -105,12 +115,29 @@ def framework_image(framework_version: str) -> FrameworkImage:
     return FRAMEWORK_IMAGES[framework_version]
 
 
+def inference_image(framework_version: str) -> FrameworkImage:
+    if framework_version not in INFERENCE_IMAGES:
+        raise ValueError(f"--framework-version {framework_version!r}: mmsent knows the inference image of "
+                         f"{', '.join(INFERENCE_IMAGES)} only (its requirements.txt pins its packages)")  # fmt: skip
+    return INFERENCE_IMAGES[framework_version]
+
+
 def training_image_uri(region: str, instance_type: str, framework_version: str = DEFAULT_FRAMEWORK_VERSION) -> str:
     """e.g. 763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-gpu-py313"""
-    image = framework_image(framework_version)
+    return _image_uri("pytorch-training", framework_image(framework_version), region, instance_type, framework_version)
+
+
+def inference_image_uri(region: str, instance_type: str | None, framework_version: str = DEFAULT_INFERENCE_VERSION) -> str:
+    """e.g. 763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312 (no
+    instance type: serverless, which is CPU only)"""
+    image = inference_image(framework_version)
+    return _image_uri("pytorch-inference", image, region, instance_type or "", framework_version)
+
+
+def _image_uri(repository: str, image: FrameworkImage, region: str, instance_type: str, framework_version: str) -> str:
     if "-iso" in region or region.startswith("eusc-"):
         raise ValueError(f"region {region}: its registry domain is not known to mmsent; pass --image-uri")
     account = DLC_ACCOUNTS.get(region, _DEFAULT_ACCOUNT)
     domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     processor = "gpu" if gpus_per_instance(instance_type) else "cpu"
-    return f"{account}.dkr.ecr.{region}.{domain}/pytorch-training:{framework_version}-{processor}-{image.py_version}"
+    return f"{account}.dkr.ecr.{region}.{domain}/{repository}:{framework_version}-{processor}-{image.py_version}"

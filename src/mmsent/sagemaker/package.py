@@ -20,7 +20,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import mmsent
-from mmsent.sagemaker.images import DEFAULT_FRAMEWORK_VERSION, framework_image
+from mmsent.sagemaker.images import DEFAULT_FRAMEWORK_VERSION, FrameworkImage, framework_image
 
 ENTRY_POINT = "mmsent_train.py"
 # Tools for development only: not needed to train (and the training image has boto3 already).
@@ -41,7 +41,11 @@ def image_requirements(framework_version: str = DEFAULT_FRAMEWORK_VERSION) -> li
     torchaudio as `==` lines (so pip fails loudly rather than replace the image's CUDA build with a
     PyPI one; `==2.10.0` accepts the image's `2.10.0+cu130`, PEP 440 ignoring local labels), numpy
     held to the image's major version, then mmsent's own pinned dependencies."""
-    image = framework_image(framework_version)
+    return requirements_for(framework_image(framework_version))
+
+
+def requirements_for(image: FrameworkImage) -> list[str]:
+    """The rule of `image_requirements`, for any image (training or inference)."""
     major = int(image.numpy.split(".")[0])
     lines = [f"{name}=={version}" for name, version in image.framework_packages.items()]
     lines.append(f"numpy>={major},<{major + 1}")
@@ -59,10 +63,14 @@ def image_conflicts(framework_version: str) -> list[str]:
     """Lower bounds on the image's torch, torchvision, torchaudio or numpy (`torch>=2.6`) that the
     packages requirements.txt names declare in their installed metadata, extras included, and that
     the image's own versions fall below: each would fail the job at import, after it started."""
-    image = framework_image(framework_version)
+    return conflicts_with(framework_image(framework_version), f"pytorch-training {framework_version}")
+
+
+def conflicts_with(image: FrameworkImage, name_of_image: str) -> list[str]:
+    """`image_conflicts` for any image; `name_of_image` names it in the messages."""
     provided = image.framework_packages | {"numpy": image.numpy}
     conflicts = []
-    for line in image_requirements(framework_version):
+    for line in requirements_for(image):
         package = Requirement(line)
         if canonicalize_name(package.name) in provided:
             continue
@@ -72,7 +80,7 @@ def image_conflicts(framework_version: str) -> list[str]:
             lower = [spec for spec in bound.specifier if spec.operator in (">=", ">", "~=")]
             if name in provided and lower and not all(spec.contains(provided[name], prereleases=True) for spec in lower):
                 conflicts.append(f"{package.name} {metadata.version(package.name)} needs {declared.split(';')[0]}; "
-                                 f"pytorch-training {framework_version} has {name} {provided[name]}")  # fmt: skip
+                                 f"{name_of_image} has {name} {provided[name]}")  # fmt: skip
     return sorted(set(conflicts))
 
 
@@ -83,18 +91,18 @@ def build_sourcedir(destination: Path, framework_version: str = DEFAULT_FRAMEWOR
     package_root = Path(mmsent.__file__).resolve().parent
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        _add_bytes(archive, ENTRY_POINT, _ENTRY_SCRIPT.encode())
-        _add_bytes(archive, "requirements.txt", ("\n".join(image_requirements(framework_version)) + "\n").encode())
+        add_bytes(archive, ENTRY_POINT, _ENTRY_SCRIPT.encode())
+        add_bytes(archive, "requirements.txt", ("\n".join(image_requirements(framework_version)) + "\n").encode())
         for path in sorted(package_root.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                _add_bytes(archive, f"mmsent/{path.relative_to(package_root).as_posix()}", path.read_bytes())
+                add_bytes(archive, f"mmsent/{path.relative_to(package_root).as_posix()}", path.read_bytes())
     # No name and mtime=0 in the gzip header too: the same sources give the same bytes.
     with destination.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped:
         zipped.write(buffer.getvalue())
     return destination
 
 
-def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+def add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = 0o644

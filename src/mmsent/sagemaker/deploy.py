@@ -1,0 +1,160 @@
+"""`mmsent deploy` and `mmsent endpoints`: a model dir as a SageMaker real-time or serverless endpoint.
+
+model.tar.gz holds the model dir at its top (SageMaker unpacks it to /opt/ml/model) and `code/`:
+`inference.py` (the module the PyTorch inference toolkit imports by default; it re-exports
+mmsent.inference.handler's model_fn, input_fn, predict_fn, output_fn), the `mmsent` package as
+source, and a requirements.txt the container installs first, pinned by the same rule as training's
+to the inference image's own torch, torchvision and torchaudio. Three resources follow, each named
+after the endpoint: a Model (image + archive + role), an EndpointConfig (one variant: instances, or
+serverless memory), and the Endpoint.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mmsent
+from mmsent.model_dir import CONFIG, LABELS, TEXT, WEIGHTS, load_model_dir
+from mmsent.sagemaker.images import INSTANCE_TYPE, inference_image
+from mmsent.sagemaker.package import add_bytes, conflicts_with, requirements_for
+
+ENTRY_MODULE = "inference.py"
+_ENTRY_SCRIPT = '''"""What SageMaker's PyTorch inference toolkit imports: mmsent's handler functions."""
+from mmsent.inference.handler import input_fn, model_fn, output_fn, predict_fn  # noqa: F401
+'''
+ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's rule for endpoint names
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)  # the sizes SageMaker serverless offers
+SERVERLESS_MAX_CONCURRENCY = 5
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    endpoint_name: str
+    role_arn: str
+    image_uri: str
+    model_data_url: str  # s3:// of model.tar.gz
+    region: str
+    instance_type: str | None = "ml.g5.xlarge"  # None with serverless
+    instance_count: int = 1
+    serverless_memory_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        if not ENDPOINT_NAME.match(self.endpoint_name):
+            raise ValueError(f"--endpoint-name {self.endpoint_name!r}: 1 to 63 letters, digits and hyphens, "
+                             "starting with a letter or digit")  # fmt: skip
+        if not self.role_arn.startswith("arn:"):
+            raise ValueError(f"--role {self.role_arn!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+        if self.serverless_memory_mb is not None:
+            if self.serverless_memory_mb not in SERVERLESS_MEMORY_MB:
+                raise ValueError(f"--serverless {self.serverless_memory_mb}: memory must be one of "
+                                 f"{', '.join(map(str, SERVERLESS_MEMORY_MB))} MB")  # fmt: skip
+        elif self.instance_type is None or not INSTANCE_TYPE.match(self.instance_type):
+            raise ValueError(f"--instance-type {self.instance_type!r} is not an instance type like ml.g5.xlarge")
+        if self.instance_count < 1:
+            raise ValueError(f"--instance-count must be at least 1, got {self.instance_count}")
+
+
+def build_model_archive(model_dir: Path, destination: Path, framework_version: str) -> Path:
+    """model.tar.gz: the model dir's files at the top, code/ beside them. The model dir is loaded
+    first, so a folder that would fail in the endpoint fails here."""
+    model_dir = Path(model_dir)
+    load_model_dir(model_dir)
+    image = inference_image(framework_version)
+    if conflicts := conflicts_with(image, f"pytorch-inference {framework_version}"):
+        raise ValueError(f"pytorch-inference {framework_version} cannot run the handler's requirements:\n  " + "\n  ".join(conflicts))
+    package_root = Path(mmsent.__file__).resolve().parent
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name in (WEIGHTS, CONFIG, LABELS):
+            add_bytes(archive, name, (model_dir / name).read_bytes())
+        for path in sorted((model_dir / TEXT).rglob("*")) if (model_dir / TEXT).is_dir() else []:
+            if path.is_file():
+                add_bytes(archive, path.relative_to(model_dir).as_posix(), path.read_bytes())
+        add_bytes(archive, f"code/{ENTRY_MODULE}", _ENTRY_SCRIPT.encode())
+        add_bytes(archive, "code/requirements.txt", ("\n".join(requirements_for(image)) + "\n").encode())
+        for path in sorted(package_root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                add_bytes(archive, f"code/mmsent/{path.relative_to(package_root).as_posix()}", path.read_bytes())
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with destination.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped:
+        zipped.write(buffer.getvalue())
+    return destination
+
+
+def endpoint_requests(settings: EndpointSettings, stamp: str | None = None) -> dict[str, dict]:
+    """The CreateModel, CreateEndpointConfig and CreateEndpoint requests, in the order they are sent.
+    Model and config names carry a time stamp, so a redeploy never collides with what serves now."""
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    base = settings.endpoint_name[: 63 - len(stamp) - 1]
+    model_name, config_name = f"{base}-{stamp}", f"{base}-{stamp}"
+    variant: dict = {"VariantName": "AllTraffic", "ModelName": model_name}
+    if settings.serverless_memory_mb is not None:
+        variant["ServerlessConfig"] = {"MemorySizeInMB": settings.serverless_memory_mb, "MaxConcurrency": SERVERLESS_MAX_CONCURRENCY}
+    else:
+        variant |= {"InitialInstanceCount": settings.instance_count, "InstanceType": settings.instance_type}
+    environment = {
+        "SAGEMAKER_PROGRAM": ENTRY_MODULE,
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_REGION": settings.region,
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+    }
+    return {
+        "create_model": {"ModelName": model_name, "ExecutionRoleArn": settings.role_arn,
+                         "PrimaryContainer": {"Image": settings.image_uri, "ModelDataUrl": settings.model_data_url,
+                                              "Environment": environment}},
+        "create_endpoint_config": {"EndpointConfigName": config_name, "ProductionVariants": [variant]},
+        "create_endpoint": {"EndpointName": settings.endpoint_name, "EndpointConfigName": config_name},
+    }  # fmt: skip
+
+
+def create_endpoint(sagemaker, requests: dict[str, dict]) -> None:
+    """Send the three requests. An endpoint of that name already serving is moved to the new
+    config (UpdateEndpoint) instead: a redeploy, without a moment offline."""
+    sagemaker.create_model(**requests["create_model"])
+    sagemaker.create_endpoint_config(**requests["create_endpoint_config"])
+    name = requests["create_endpoint"]["EndpointName"]
+    if name in {e["EndpointName"] for e in list_endpoints(sagemaker, name)}:
+        sagemaker.update_endpoint(**requests["create_endpoint"])
+    else:
+        sagemaker.create_endpoint(**requests["create_endpoint"])
+
+
+def wait_in_service(sagemaker, name: str, poll_seconds: float = 30.0, say=print) -> dict:
+    status = None
+    while True:
+        endpoint = sagemaker.describe_endpoint(EndpointName=name)
+        if endpoint["EndpointStatus"] != status:
+            status = endpoint["EndpointStatus"]
+            say(f"endpoint {name}: {status}")
+        if status not in ("Creating", "Updating", "SystemUpdating", "RollingBack"):
+            return endpoint
+        time.sleep(poll_seconds)
+
+
+def list_endpoints(sagemaker, name_contains: str | None = None) -> list[dict]:
+    found = []
+    for page in sagemaker.get_paginator("list_endpoints").paginate(**({"NameContains": name_contains} if name_contains else {})):
+        found += page["Endpoints"]
+    return found
+
+
+def delete_endpoint(sagemaker, name: str) -> list[str]:
+    """The endpoint, its config and the config's models: what `deploy` created for it."""
+    endpoint = sagemaker.describe_endpoint(EndpointName=name)
+    config_name = endpoint["EndpointConfigName"]
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    sagemaker.delete_endpoint(EndpointName=name)
+    sagemaker.delete_endpoint_config(EndpointConfigName=config_name)
+    deleted = [f"endpoint {name}", f"endpoint config {config_name}"]
+    for variant in config["ProductionVariants"]:
+        sagemaker.delete_model(ModelName=variant["ModelName"])
+        deleted.append(f"model {variant['ModelName']}")
+    return deleted
+

@@ -1,0 +1,112 @@
+"""`mmsent deploy` and `mmsent endpoints` against moto's S3 and SageMaker server on 127.0.0.1, and
+the packed model.tar.gz answering a request from its own code/ alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+import textwrap
+
+import pytest
+
+from mmsent.sagemaker.deploy import EndpointSettings, endpoint_requests
+from tests.inference.test_predict import _good_clips
+from tests.sagemaker.test_launch_moto import BUCKET, ROLE, _keys, aws  # noqa: F401 (the moto server fixture)
+from tests.test_cli import mmsent
+
+
+def _deploy(env, *args: str):
+    return mmsent("deploy", "--role", ROLE, "--bucket", BUCKET, *args, env=env)
+
+
+def test_dry_run_prints_three_requests_and_creates_nothing(aws, tiny_model_dir):  # noqa: F811
+    env, clients = aws
+    before = _keys(clients["s3"])
+    result = _deploy(env, "--model-dir", str(tiny_model_dir), "--endpoint-name", "emotions", "--serverless", "2048", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    decoder, text, requests = json.JSONDecoder(), result.stdout, []
+    while text.strip():
+        request, end = decoder.raw_decode(text.lstrip())
+        requests.append(request)
+        text = text.lstrip()[end:]
+    model, config, endpoint = requests
+    assert model["PrimaryContainer"]["Image"] == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
+    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert config["ProductionVariants"][0]["ServerlessConfig"]["MemorySizeInMB"] == 2048
+    assert endpoint == {"EndpointName": "emotions", "EndpointConfigName": config["EndpointConfigName"]}
+    assert _keys(clients["s3"]) == before
+    assert clients["sagemaker"].list_endpoints()["Endpoints"] == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--serverless", "1000"], "memory must be one of 1024"),
+    (["--instance-type", "g5.xlarge"], "is not an instance type"),
+    (["--framework-version", "1.13"], "knows the inference image of 2.6.0 only"),
+])  # fmt: skip
+def test_bad_settings_are_refused_before_any_call(aws, tiny_model_dir, args, message):  # noqa: F811
+    env, clients = aws
+    result = _deploy(env, "--model-dir", str(tiny_model_dir), "--endpoint-name", "emotions", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert clients["sagemaker"].list_models()["Models"] == []
+
+
+def test_endpoint_names_follow_sagemakers_rule():
+    settings = dict(role_arn=ROLE, image_uri="i", model_data_url="s3://b/k", region="us-east-1")
+    with pytest.raises(ValueError, match="letters, digits and hyphens"):
+        EndpointSettings(endpoint_name="no_underscores", **settings)
+    requests = endpoint_requests(EndpointSettings(endpoint_name="x" * 63, **settings), stamp="20261128-120000")
+    assert len(requests["create_model"]["ModelName"]) <= 63
+
+
+@pytest.mark.slow
+def test_deploy_list_invoke_delete(aws, tiny_model_dir, sample_dir):  # noqa: F811
+    env, clients = aws
+    deployed = _deploy(env, "--model-dir", str(tiny_model_dir), "--endpoint-name", "emotions", "--instance-type",
+                       "ml.m5.large", "--wait", "--poll-seconds", "0.1")  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
+    (archive_key,) = [k for k in _keys(clients["s3"]) if k.startswith("mmsent/endpoints/emotions/")]
+    assert archive_key.endswith("/model.tar.gz")
+    described = clients["sagemaker"].describe_endpoint(EndpointName="emotions")
+    assert described["EndpointStatus"] == "InService"
+
+    listed = mmsent("endpoints", "list", env=env)
+    assert listed.returncode == 0 and "emotions" in listed.stdout and "InService" in listed.stdout
+    invoked = mmsent("endpoints", "invoke", "emotions", str(_good_clips(sample_dir)[0]), "--text", "hi", env=env)
+    assert invoked.returncode == 0, invoked.stderr  # moto answers with its own canned body
+
+    # A redeploy (UpdateEndpoint) is not tested: moto 5.2.5 does not implement UpdateEndpoint.
+
+    deleted = mmsent("endpoints", "delete", "emotions", env=env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert [line.split()[1] for line in deleted.stdout.splitlines()] == ["endpoint", "endpoint", "model"]
+    assert clients["sagemaker"].list_endpoints()["Endpoints"] == []
+
+
+def test_the_packed_archive_answers_from_its_own_code(tiny_model_dir, sample_dir, tmp_path):
+    from mmsent.sagemaker.deploy import build_model_archive
+
+    archive = build_model_archive(tiny_model_dir, tmp_path / "model.tar.gz", "2.6.0")
+    unpacked = tmp_path / "opt-ml-model"
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    requirements = (unpacked / "code" / "requirements.txt").read_text().splitlines()
+    assert requirements[:4] == ["torch==2.6.0", "torchvision==0.21.0", "torchaudio==2.6.0", "numpy>=2,<3"]
+    assert not any(line.startswith("boto3") for line in requirements)
+    # As the inference toolkit does: code/ first on the path, `inference` imported, the four functions called.
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(unpacked / "code")!r})
+        import inference, mmsent
+        assert mmsent.__file__.startswith({str(unpacked / "code")!r}), mmsent.__file__
+        model = inference.model_fn({str(unpacked)!r})
+        data = inference.input_fn(open({str(_good_clips(sample_dir)[0])!r}, "rb").read(), "video/mp4")
+        body, kind = inference.output_fn(inference.predict_fn(data, model), "application/json")
+        print(json.loads(body)["predictions"][0]["emotion"])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from mmsent.labels import EMOTIONS
+
+    assert result.stdout.strip() in EMOTIONS
