@@ -131,3 +131,16 @@ def test_bad_predict_arguments_print_one_line(tiny_model_dir, capsys):
     assert capsys.readouterr().err.strip() == "mmsent: error: --out p.txt: the file name must end in .csv or .jsonl"
     assert main(["predict", "--model-dir", str(tiny_model_dir.parent), "x.mp4"]) == 2
     assert "no model.pth" in capsys.readouterr().err
+
+
+def test_evaluate_without_a_modality(tiny_model_dir, sample_dir, tmp_path):
+    from mmsent.data.layout import find_splits
+    from mmsent.inference.evaluate import evaluate_model_dir
+    from mmsent.model_dir import ModelDirError
+
+    split = find_splits(sample_dir)["dev"]
+    text = evaluate_model_dir(tiny_model_dir, split, tmp_path / "without", num_workers=0, absent=("text",))
+    assert "scored without text" in text
+    assert json.loads((tmp_path / "without" / "report.json").read_text())["absent"] == ["text"]
+    with pytest.raises(ModelDirError, match="no bogus input"):
+        evaluate_model_dir(tiny_model_dir, split, tmp_path / "bogus", num_workers=0, absent=("bogus",))

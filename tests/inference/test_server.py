@@ -133,3 +133,18 @@ def test_the_handler_contract_in_process(tiny_model_dir, sample_dir):
     data = handler.input_fn(Path(_good_clips(sample_dir)[0]).read_bytes(), "video/mp4")
     body, content_type = handler.output_fn(handler.predict_fn(data, model), "*/*")
     assert content_type == "application/json" and json.loads(body)["predictions"][0]["emotion"] in EMOTIONS
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "port must lie in 0..65535"),
+    (["--timeout", "0"], "expected a positive number"),
+    (["--threads", "0"], "expected a positive integer"),
+])  # fmt: skip
+def test_bad_serve_settings_are_named(tiny_model_dir, capsys, args, message):
+    from mmsent.cli import main
+
+    try:
+        status = main(["serve", "--model-dir", str(tiny_model_dir), *args])
+    except SystemExit as exit:  # argparse's own errors
+        status = exit.code
+    assert status == 2 and message in capsys.readouterr().err

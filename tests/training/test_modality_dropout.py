@@ -1,4 +1,7 @@
+import pytest
 import torch
+
+from mmsent.config import TrainConfig
 
 from mmsent.training.modality_dropout import drop_modalities
 
@@ -39,3 +42,9 @@ def test_the_draws_follow_the_global_seed():
     first = _kept(drop_modalities(_presence(64), 0.5))
     torch.manual_seed(3)
     assert torch.equal(first, _kept(drop_modalities(_presence(64), 0.5)))
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, float("nan")])
+def test_a_probability_outside_zero_to_one_is_refused(value):
+    with pytest.raises(ValueError, match="modality_dropout"):
+        TrainConfig(modality_dropout=value)
