@@ -18,6 +18,17 @@ def mmsent(*args: str, env: dict[str, str] | None = None, cwd: Path | None = Non
                           env=environment, cwd=cwd)  # fmt: skip
 
 
+def status_and_stderr(args: list[str], capsys) -> tuple[int, str]:
+    """`mmsent ARGS` in this process: its exit status (argparse's own errors included) and stderr."""
+    from mmsent.cli import main
+
+    try:
+        status = main(args)
+    except SystemExit as exit:  # argparse's own errors
+        status = exit.code
+    return status, capsys.readouterr().err
+
+
 def test_sample_then_data_check(tmp_path):
     out = tmp_path / "meld"
     made = mmsent("sample", "--out", str(out), "--train-size", "24", "--dev-size", "6", "--test-size", "6")

@@ -12,7 +12,7 @@ import pytest
 from mmsent.data.sample import encode_clip
 from mmsent.inference.predict import Predictor, Request, plan_windows
 from mmsent.labels import EMOTIONS, SENTIMENTS
-from tests.test_cli import mmsent
+from tests.test_cli import mmsent, status_and_stderr
 
 
 def test_windows_plan():
@@ -115,13 +115,8 @@ def test_predict_command_table_json_csv_and_metrics(tiny_model_dir, sample_dir, 
     (["--clips-dir", ".", "x.mp4"], "--clips-dir goes with --csv"),
 ])  # fmt: skip
 def test_bad_predict_arguments_are_named(tiny_model_dir, capsys, args, message):
-    from mmsent.cli import main
-
-    try:
-        status = main(["predict", "--model-dir", str(tiny_model_dir), *args])
-    except SystemExit as exit:  # argparse's own errors
-        status = exit.code
-    assert status == 2 and message in capsys.readouterr().err
+    status, stderr = status_and_stderr(["predict", "--model-dir", str(tiny_model_dir), *args], capsys)
+    assert status == 2 and message in stderr
 
 
 def test_bad_predict_arguments_print_one_line(tiny_model_dir, capsys):

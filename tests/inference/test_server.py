@@ -19,6 +19,7 @@ import pytest
 from mmsent.inference import handler
 from mmsent.labels import EMOTIONS
 from tests.inference.test_predict import _good_clips
+from tests.test_cli import status_and_stderr
 
 
 def _call(base: str, path: str, body: bytes | None = None, content_type: str | None = None, method: str | None = None,
@@ -141,10 +142,5 @@ def test_the_handler_contract_in_process(tiny_model_dir, sample_dir):
     (["--threads", "0"], "expected a positive integer"),
 ])  # fmt: skip
 def test_bad_serve_settings_are_named(tiny_model_dir, capsys, args, message):
-    from mmsent.cli import main
-
-    try:
-        status = main(["serve", "--model-dir", str(tiny_model_dir), *args])
-    except SystemExit as exit:  # argparse's own errors
-        status = exit.code
-    assert status == 2 and message in capsys.readouterr().err
+    status, stderr = status_and_stderr(["serve", "--model-dir", str(tiny_model_dir), *args], capsys)
+    assert status == 2 and message in stderr
