@@ -38,8 +38,6 @@ def add_parsers(commands) -> None:
     predict.add_argument("--clips-dir", type=Path, help="where the --csv rows' clips are (diaD_uttU.mp4); without it, text only")
     predict.add_argument("--windows", type=positive_float, metavar="SECONDS",
                          help="one prediction per window of this many seconds across each clip (a timeline)")
-    predict.add_argument("--asr-model", help="a transformers speech-recognition model (Whisper-family; folder or hub "
-                         "name) that transcribes clips given without text")
     predict.add_argument("--json", action="store_true", help="print one JSON object per line instead of a table")
     predict.add_argument("--out", type=Path, help="also write the predictions to FILE.csv or FILE.jsonl")
     predict.add_argument("--batch-size", type=positive_int, default=16, help="items per forward pass (default: 16)")
@@ -95,12 +93,7 @@ def _run_predict(args: argparse.Namespace, env: Environment) -> int:
         predictor = Predictor(args.model_dir, batch_size=args.batch_size, workers=args.num_workers)
     except (ModelDirError, MeldFormatError) as problem:
         return error(str(problem))
-    transcribe = None
-    if args.asr_model:
-        from mmsent.inference.asr import Transcriber
-
-        transcribe = Transcriber(args.asr_model, predictor.device)
-    predictions = predictor.predict(requests, every=args.windows, progress=None, transcribe=transcribe)
+    predictions = predictor.predict(requests, every=args.windows, progress=None)
     if args.json:
         for prediction in predictions:
             print(json.dumps(prediction.as_dict()))

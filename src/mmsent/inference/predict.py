@@ -14,7 +14,7 @@ import functools
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ class Request:
     """One thing to classify: a clip, its transcript, or both."""
 
     clip: Path | None = None  # None: the transcript alone
-    text: str | None = None  # None or blank: no transcript (text absent, unless ASR supplies one)
+    text: str | None = None  # None or blank: no transcript (text absent)
     name: str = ""  # how results name it (default: the clip's path)
     labels: dict[str, int] | None = None  # true class indices, from a labelled CSV: for metrics
 
@@ -50,9 +50,8 @@ class Prediction:
     probabilities: dict[str, dict[str, float]]  # task -> class -> probability
     present: dict[str, bool]  # the model's modalities -> whether this item had it
     issues: tuple[str, ...] = ()  # media problems (mmsent.data.media's names)
-    text: str | None = None  # the transcript used (from the request or from ASR)
+    text: str | None = None  # the transcript used
     labels: dict[str, str] | None = None  # the true labels, where a labelled CSV gave them
-    extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         row = {"name": self.name, "start": self.start, "end": self.end, "emotion": self.emotion,
@@ -107,10 +106,8 @@ class Predictor:
     def modalities(self) -> tuple[str, ...]:
         return self.data_cfg.modalities
 
-    def predict(self, requests: Sequence[Request], every: float | None = None, progress: bool | None = False,
-                transcribe=None) -> list[Prediction]:
-        """One Prediction per window of each request, in request order. `transcribe(path)` (ASR)
-        supplies the transcript of a clip that has none."""
+    def predict(self, requests: Sequence[Request], every: float | None = None, progress: bool | None = False) -> list[Prediction]:
+        """One Prediction per window of each request, in request order."""
         cfg = self.data_cfg
         video, audio = "video" in cfg.modalities, "audio" in cfg.modalities
         decode = functools.partial(decode_for_prediction, media=cfg.media, video=video, audio=audio, every=every)
@@ -120,8 +117,6 @@ class Predictor:
         rows: list[tuple[Request, str | None, tuple[float, float] | None, CachedItem | None]] = []
         for request in requests:
             text = request.text
-            if (text is None or not text.strip()) and transcribe is not None and request.clip is not None:
-                text = transcribe(request.clip)
             windows = next(decoded) if request.clip is not None and (video or audio) else [(None, None)]
             rows += [(request, text, span, clip) for span, clip in windows]
         predictions = []
