@@ -112,6 +112,7 @@ class ModelConfig:
 
 SCHEDULERS: tuple[str, ...] = ("cosine", "linear", "plateau", "constant")
 CLASS_WEIGHTS: tuple[str, ...] = ("balanced", "sqrt", "none")
+AMP_DTYPES: tuple[str, ...] = ("auto", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class TrainConfig:
     modality_dropout: float = 0.3  # chance each present modality of a training item is hidden (never all): the model learns to do without any one, a transcript included
     grad_accum_steps: int = 1  # micro-batches per optimizer step: batch_size x this is the effective batch
     amp: bool = False  # mixed precision on CUDA (bf16 where supported, else fp16); no effect on CPU
+    amp_dtype: str = "auto"  # with --amp: auto (bf16 where the GPU has it, else fp16 with loss scaling) | bf16 | fp16
     num_workers: int = 2  # DataLoader processes decoding clips; raise it when the GPU waits on data
     max_train_samples: int | None = None  # train on a random subset this big, for quick experiments
     early_stopping_patience: int = 0  # stop after this many epochs without a better emotion F1; 0: never
@@ -165,6 +167,8 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got {self.amp_dtype!r}")
         if self.class_weights not in CLASS_WEIGHTS:
             raise ValueError(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
         if self.checkpoint_every_minutes is not None and self.checkpoint_every_minutes < 0:  # NaN, inf: require_finite

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tarfile
+from importlib import metadata
 
 import pytest
 
@@ -14,11 +16,18 @@ from tests.test_cli import mmsent
 @pytest.mark.slow
 def test_local_job_trains_through_the_toolkit_and_writes_what_the_service_would(sample_dir, tmp_path):
     base = tmp_path / "job"
+    torch_before = metadata.version("torch")
     result = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", str(base), "--job-name", "local-1",
                     "--", "--epochs", "1", "--max-train-samples", "16", *TINY_TRAINING,
                     "--cache-dir", str(tmp_path / "instance-disk" / "cache"))  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "local job local-1: Completed" in result.stdout
+    # The toolkit pip-installs the job's requirements.txt into this Python: it must pin what is
+    # installed here, not the training image's torch (which it once installed over this venv's).
+    assert metadata.version("torch") == torch_before
+    with tarfile.open(base / "sourcedir.tar.gz") as archive:
+        requirements = archive.extractfile("requirements.txt").read().decode().splitlines()
+    assert requirements[0] == f"torch=={torch_before.split('+')[0]}"
     # The job built its media cache at start-up (on the instance's disk) and trained from it.
     assert json.loads((tmp_path / "instance-disk" / "cache" / "manifest.json").read_text())["splits"]["train"]["complete"]
     # The toolkit rendered the hyperparameters as arguments and ran our packaged entry point.

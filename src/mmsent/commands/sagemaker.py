@@ -129,7 +129,7 @@ def _launch_local(args: argparse.Namespace, env: Environment, hyperparameters: d
         return error("--local runs the SageMaker training toolkit, which is not installed: pip install 'mmsent[local]'")
     from mmsent.sagemaker.images import DEFAULT_FRAMEWORK_VERSION
     from mmsent.sagemaker.local import job_outcome, prepare_tree, run_toolkit
-    from mmsent.sagemaker.package import build_sourcedir, image_conflicts
+    from mmsent.sagemaker.package import build_sourcedir, image_conflicts, this_environment
 
     if args.data_dir is None:
         from mmsent.data.sample import cached_sample
@@ -149,9 +149,17 @@ def _launch_local(args: argparse.Namespace, env: Environment, hyperparameters: d
     except FileExistsError as problem:
         return error(str(problem))
     framework_version = args.framework_version or DEFAULT_FRAMEWORK_VERSION
-    for conflict in image_conflicts(framework_version):  # here only a warning: a rehearsal may mean to see it fail
-        print(f"warning: {conflict}", file=sys.stderr)
-    build_sourcedir(sourcedir, framework_version)
+    if args.python is None:
+        # Under this Python the toolkit's pip install would swap this environment's torch for the
+        # image's: the job pins what is installed here instead (make image-check runs the image's).
+        here = this_environment()
+        print(f"local job in this environment: its torch {here.torch}, torchvision {here.torchvision}, torchaudio "
+              f"{here.torchaudio} are pinned as they are (--python VENV runs another set)", file=sys.stderr)  # fmt: skip
+        build_sourcedir(sourcedir, framework_version, image=here)
+    else:
+        for conflict in image_conflicts(framework_version):  # here only a warning: a rehearsal may mean to see it fail
+            print(f"warning: {conflict}", file=sys.stderr)
+        build_sourcedir(sourcedir, framework_version)
     code = run_toolkit(base, job_name, python=python)
     status, reason = job_outcome(base)
     print(f"\nlocal job {job_name}: {status} (toolkit exit status {code})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import sys
 import tarfile
 from importlib import metadata
 from pathlib import Path
@@ -84,15 +85,26 @@ def conflicts_with(image: FrameworkImage, name_of_image: str) -> list[str]:
     return sorted(set(conflicts))
 
 
-def build_sourcedir(destination: Path, framework_version: str = DEFAULT_FRAMEWORK_VERSION) -> Path:
-    """Write sourcedir.tar.gz, for the training image of `framework_version`, to `destination` (a file path)."""
+def this_environment() -> FrameworkImage:
+    """The torch, torchvision, torchaudio and numpy installed here, as an image would list them: a
+    local job run under this Python must pin these, or the toolkit's `pip install -r requirements.txt`
+    replaces this environment's torch with the training image's."""
+    public = {name: metadata.version(name).split("+")[0] for name in ("torch", "torchvision", "torchaudio", "numpy")}
+    return FrameworkImage(python=f"{sys.version_info.major}.{sys.version_info.minor}", **public)
+
+
+def build_sourcedir(destination: Path, framework_version: str = DEFAULT_FRAMEWORK_VERSION,
+                    image: FrameworkImage | None = None) -> Path:
+    """Write sourcedir.tar.gz, for the training image of `framework_version` (or the packages of
+    `image`, e.g. `this_environment()`), to `destination` (a file path)."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     package_root = Path(mmsent.__file__).resolve().parent
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         add_bytes(archive, ENTRY_POINT, _ENTRY_SCRIPT.encode())
-        add_bytes(archive, "requirements.txt", ("\n".join(image_requirements(framework_version)) + "\n").encode())
+        requirements = requirements_for(image or framework_image(framework_version))
+        add_bytes(archive, "requirements.txt", ("\n".join(requirements) + "\n").encode())
         for path in sorted(package_root.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 add_bytes(archive, f"mmsent/{path.relative_to(package_root).as_posix()}", path.read_bytes())

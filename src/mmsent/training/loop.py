@@ -118,7 +118,7 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
     device = distributed.start(dist)
     say = print if dist.is_main else _silent
     seed_everything(cfg.seed + dist.rank)  # rank 0 matches a single process; DDP copies rank 0's weights to all
-    precision = choose_precision(cfg.amp, device)
+    precision = choose_precision(cfg.amp, device, cfg.amp_dtype)
     say(f"device {device}, {precision.name}, {torch.get_num_threads()} torch threads"
         + (f", {dist.world_size} processes (DDP)" if dist.enabled else ""))  # fmt: skip
 
@@ -342,7 +342,8 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
         final["test"] = _evaluate(model, test_loader, device, precision, dist, loss_fn, "test", cfg.log_every)
     if dist.is_main:
         write_reports(paths, final, state.history)
-        write_json_atomic(paths.output_dir / "timings.json", {"setup_seconds": setup_seconds})
+        peak = {"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20} if device.type == "cuda" else {}
+        write_json_atomic(paths.output_dir / "timings.json", {"setup_seconds": setup_seconds} | peak)
     headline = {f"{split}_{task}_weighted_f1": final[split][task]["weighted_f1"]
                 for split in ("validation", "test") if split in final for task in TASKS}  # fmt: skip
     log.hparams({**asdict(cfg), **{f"model_{k}": v for k, v in asdict(model_cfg).items()}}, headline)

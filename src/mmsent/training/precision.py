@@ -25,8 +25,12 @@ class Precision:
         return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.dtype]
 
 
-def choose_precision(amp: bool, device: torch.device) -> Precision:
-    """bf16 where the GPU supports it, else fp16; on CPU, fp32 whatever `amp` says."""
+def choose_precision(amp: bool, device: torch.device, dtype: str = "auto") -> Precision:
+    """`dtype` auto: bf16 where the GPU supports it, else fp16; bf16 or fp16 as asked (bf16 on a GPU
+    without it is refused). On CPU, fp32 whatever `amp` says."""
     if not amp or device.type != "cuda":
         return Precision(device.type, None)
-    return Precision("cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    if dtype == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"--amp-dtype bf16: {torch.cuda.get_device_name(device)} does not support bf16; use fp16 or auto")
+    chosen = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
+    return Precision("cuda", chosen or (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16))

@@ -1,0 +1,375 @@
+"""The GPU path in one prepared run: AMP training and resume, torchrun with NCCL, throughput, memory.
+
+Everything runs through the real `mmsent train` (subprocesses, as a user runs it) except the memory
+levers, which time one optimizer step in this process. It makes its own data. Prints one summary
+table and writes it as JSON to OUT/gpu_check.json.
+
+  1. amp_resume   the built-in sample at 16 frames of 112 px, for bf16 (where supported) and fp16 with
+                  GradScaler: an uninterrupted run, and one SIGTERM'd mid-epoch 1 then resumed; same
+                  best epoch and test emotion weighted F1 within AMP_TOLERANCE; the checkpoint's scaler state.
+  2. torchrun     `torchrun --standalone --nproc-per-node N` (N = GPUs; NCCL), one epoch: one model dir,
+                  validation gathered over every dev item.
+  3. throughput   MELD-shaped data (720p H.264 clips made here, cached once): training samples/s for
+                  (a) decoding every epoch with --num-workers 0, 4, 8, (b) the media cache, (c) cached
+                  frozen outputs with the text encoder fine-tuned; GPU busy % over the training epoch
+                  (nvidia-smi, 5 samples/s) and peak GPU memory (torch, from the run's timings.json).
+  4. memory       peak GPU memory of one optimizer step at batch 16 with and without AMP, and batch 4
+                  with 4 accumulation steps (the out-of-memory remedies).
+
+  --cpu-dry-run   every step on the CPU at tiny sizes (gloo instead of NCCL, AMP a no-op, no GPU
+                  readings): the suite runs it, so the script cannot rot between GPU sessions.
+  --text-model    the text encoder; where the offline default is not installed (a bare GPU image),
+                  --random-text-init DIR builds one of DIR's architecture (config + tokenizer files,
+                  no weights) with random weights: it costs what the trained one costs.
+
+    make gpu-check                                      # python benchmarks/gpu_check.py --out gpu-check
+    python benchmarks/gpu_check.py --cpu-dry-run --out /tmp/gpu-check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+AMP_TOLERANCE = 0.02  # test emotion weighted F1, resumed vs uninterrupted: GPU kernels are not bitwise deterministic
+CPU_TOLERANCE = 1e-6  # on the CPU a resumed run repeats the uninterrupted one
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json and the runs")
+    parser.add_argument("--cpu-dry-run", action="store_true", help="every step on the CPU at tiny sizes")
+    parser.add_argument("--clips", type=int, help="MELD-shaped training clips for the throughput step (default: 2000; dry run 12)")
+    parser.add_argument("--text-model", default="default", help="text encoder (default: the offline MiniLM)")
+    parser.add_argument("--random-text-init", type=Path, help="build a randomly initialised text encoder of this folder's "
+                        "architecture (config.json + tokenizer files) and use it")
+    parser.add_argument("--only", default="amp_resume,torchrun,throughput,memory", help="steps to run, comma-separated")
+    args = parser.parse_args()
+    check = GpuCheck(args)
+    for step in args.only.split(","):
+        started = time.monotonic()
+        check.results[step] = getattr(check, step)()
+        check.results[step]["seconds"] = round(time.monotonic() - started, 1)
+        check.save()
+    print(check.table())
+
+
+class GpuCheck:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.dry = args.cpu_dry_run
+        if not self.dry and not torch.cuda.is_available():
+            raise SystemExit("no CUDA device: run on a GPU machine, or with --cpu-dry-run")
+        self.out = args.out.resolve()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.clips = args.clips or (12 if self.dry else 2000)
+        self.gpus = 2 if self.dry else torch.cuda.device_count()
+        self.text_model = args.text_model
+        if args.random_text_init is not None:
+            self.text_model = str(random_text_encoder(args.random_text_init, self.out / "text-model"))
+        self.results: dict = {"device": "cpu (dry run)" if self.dry else torch.cuda.get_device_name(0),
+                              "torch": torch.__version__, "gpus": self.gpus}  # fmt: skip
+        # The built-in sample at MELD-like frames (16 x 112 px) on a GPU; tiny on the CPU.
+        self.media = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2"] if self.dry else \
+            ["--num-frames", "16", "--frame-size", "112"]  # fmt: skip
+        self.common = ["--text-model", self.text_model, "--log-every", "1", "--batch-size", "8" if self.dry else "16"]
+
+    # ------------------------------------------------------------------ steps
+
+    def amp_resume(self) -> dict:
+        from mmsent.data.sample import SampleConfig, write_sample
+
+        sample = self.out / "sample"
+        if not (sample / "sample.json").is_file():
+            size = SampleConfig(train_size=32, dev_size=10, test_size=10, seed=7) if self.dry else SampleConfig()
+            write_sample(sample, size, progress=False)
+        dtypes = ["fp32 (CPU: AMP is a no-op)"] if self.dry else (["bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp16"])
+        results = {}
+        for dtype in dtypes:
+            amp = [] if self.dry else ["--amp", "true", "--amp-dtype", dtype]
+            args = ["--data-dir", str(sample), "--epochs", "2" if self.dry else "3", "--num-workers", "0" if self.dry else "4",
+                    *self.media, *self.common, *amp]  # fmt: skip
+            name = dtype.split()[0]
+            whole = self.out / f"amp-{name}-whole"
+            run = train(args, whole)
+            broken = self.out / f"amp-{name}-resumed"
+            stopped = train(args, broken, sigterm_at="epoch 1/")
+            checkpoint = newest_checkpoint(broken / "checkpoints")
+            scaler = torch.load(checkpoint, map_location="cpu", weights_only=True)["scaler"]
+            resumed = train(args, broken)
+            expected, got = (json.loads((r / "model" / "metrics.json").read_text()) for r in (whole, broken))
+            f1 = (expected["test"]["emotion"]["weighted_f1"], got["test"]["emotion"]["weighted_f1"])
+            tolerance = CPU_TOLERANCE if self.dry else AMP_TOLERANCE
+            results[name] = {
+                "uninterrupted_exit": run.returncode, "sigterm_exit": stopped.returncode, "resumed_exit": resumed.returncode,
+                "resumed_from_checkpoint": "resumed from" in resumed.stderr + resumed.stdout,
+                "best_epoch": [expected["best_epoch"], got["best_epoch"]], "test_emotion_weighted_f1": [round(v, 4) for v in f1],
+                "scaler_state": {k: float(v) if isinstance(v, (int, float)) else str(v) for k, v in scaler.items()} or "none (no loss scaling)",
+                "ok": run.returncode == 0 and stopped.returncode == 128 + signal.SIGTERM and resumed.returncode == 0
+                      and expected["best_epoch"] == got["best_epoch"] and abs(f1[0] - f1[1]) <= tolerance
+                      and (dtype != "fp16" or "scale" in scaler),
+            }  # fmt: skip
+        return results
+
+    def torchrun(self) -> dict:
+        sample = self.out / "sample"
+        folder = self.out / "torchrun"
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(self.gpus),
+                   "-m", "mmsent", "train", "--data-dir", str(sample), "--epochs", "1", "--num-workers", "0" if self.dry else "2",
+                   *self.media, *self.common, *run_folders(folder)]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True)
+        metrics_file = folder / "model" / "metrics.json"
+        validated = None
+        if metrics_file.is_file():
+            matrix = json.loads(metrics_file.read_text())["validation"]["emotion"]["confusion_matrix"]
+            validated = int(np.sum(matrix))
+        dev_rows = sum(1 for _ in (sample / "dev" / "dev_sent_emo.csv").open(encoding="utf-8")) - 1
+        backend = "gloo" if self.dry else "nccl"
+        return {"processes": self.gpus, "backend": backend, "exit": done.returncode, "validation_items": validated,
+                "dev_rows": dev_rows, "model_dir": metrics_file.is_file(), "ok": done.returncode == 0 and validated == dev_rows,
+                **({"stderr_tail": done.stderr[-2000:]} if done.returncode else {})}  # fmt: skip
+
+    def throughput(self) -> dict:
+        data = self.out / "meld-shaped"
+        if not (data / "done").is_file():
+            make_meld_shaped(data, self.clips, dev=4 if self.dry else 64, tiny=self.dry)
+        subset = str(min(self.clips, 8 if self.dry else 512))
+        cache = self.out / "media-cache"
+        runs = {f"decode every epoch, {w} workers": ["--num-workers", str(w), "--max-train-samples", subset]
+                for w in ((0, 2) if self.dry else (0, 4, 8))}  # fmt: skip
+        workers = "0" if self.dry else "8"
+        runs["media cache"] = ["--num-workers", workers, "--cache-dir", str(cache), "--cache-embeddings", "false"]
+        runs["media cache + cached frozen outputs, text fine-tuned"] = ["--num-workers", workers, "--cache-dir", str(cache)]
+        results = {}
+        for name, extra in runs.items():
+            folder = self.out / ("throughput-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
+            sampler = GpuSampler(enabled=not self.dry)
+            with sampler:
+                done = train(["--data-dir", str(data), "--epochs", "1", *self.media, *self.common, *extra], folder,
+                             on_line=sampler.mark)  # fmt: skip
+            history = json.loads((folder / "output" / "history.json").read_text()) if done.returncode == 0 else None
+            timings = json.loads((folder / "output" / "timings.json").read_text()) if done.returncode == 0 else {}
+            items = int(extra[extra.index("--max-train-samples") + 1]) if "--max-train-samples" in extra else self.clips
+            seconds = history[0]["train"]["seconds"] if history else None
+            results[name] = {"exit": done.returncode, "train_items": items, "epoch_seconds": seconds,
+                             "samples_per_second": round(items / seconds, 1) if seconds else None,
+                             "gpu_busy_percent": sampler.busy_during_training(),
+                             "peak_gpu_memory_mb": round(timings["peak_gpu_memory_mb"]) if "peak_gpu_memory_mb" in timings else None,
+                             "setup_seconds": timings.get("setup_seconds")}  # fmt: skip
+        fed = results["media cache + cached frozen outputs, text fine-tuned"]["gpu_busy_percent"]
+        return {"runs": results, "target": "GPU busy >= 90% in (c)",
+                "ok": all(r["exit"] == 0 for r in results.values()) and (self.dry or (fed is not None and fed >= 90))}  # fmt: skip
+
+    def memory(self) -> dict:
+        from mmsent.config import MediaConfig, ModelConfig
+        from mmsent.model.fusion import MultimodalSentimentModel
+        from mmsent.training.precision import choose_precision
+
+        device = torch.device("cpu" if self.dry else "cuda")
+        media = MediaConfig(num_frames=2, frame_size=32, audio_seconds=2.0) if self.dry else MediaConfig()
+        model = MultimodalSentimentModel(ModelConfig(text_model=self.text_model)).to(device).train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        results = {}
+        for name, batch_size, steps, amp in (("batch 16, fp32", 16, 1, False), ("batch 16, --amp", 16, 1, True),
+                                             ("batch 4 x 4 accumulation, fp32", 4, 4, False)):  # fmt: skip
+            precision = choose_precision(amp, device)
+            scaler = precision.scaler()
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            for _ in range(steps):
+                batch = synthetic_batch(batch_size, media, device)
+                with precision.autocast():
+                    logits = model(batch)
+                    loss = sum(torch.nn.functional.cross_entropy(v.float(), batch[k]) for k, v in logits.items())
+                scaler.scale(loss / steps).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+            results[name] = {"precision": precision.name, "peak_gpu_memory_mb": round(peak) if peak else None}
+        return {"steps": results, "ok": all(torch.isfinite(p).all() for p in model.parameters())}
+
+    # ------------------------------------------------------------------ output
+
+    def save(self) -> None:
+        (self.out / "gpu_check.json").write_text(json.dumps(self.results, indent=2, default=str) + "\n")
+
+    def table(self) -> str:
+        r = self.results
+        lines = [f"gpu check on {r['device']} (torch {r['torch']}, {r['gpus']} GPU(s)); JSON: {self.out / 'gpu_check.json'}", "",
+                 "| step | result | ok |", "|---|---|---|"]  # fmt: skip
+        for name, run in r.get("amp_resume", {}).items():
+            if isinstance(run, dict):
+                lines.append(f"| AMP {name}: resume after SIGTERM | best epoch {run['best_epoch']}, test emotion wF1 "
+                             f"{run['test_emotion_weighted_f1']}, scaler {run['scaler_state']} | {run['ok']} |")  # fmt: skip
+        if "torchrun" in r:
+            t = r["torchrun"]
+            lines.append(f"| torchrun x{t['processes']} ({t['backend']}) | exit {t['exit']}, validation {t['validation_items']} "
+                         f"of {t['dev_rows']} items | {t['ok']} |")  # fmt: skip
+        for name, run in r.get("throughput", {}).get("runs", {}).items():
+            lines.append(f"| {name} | {run['samples_per_second']} samples/s, GPU busy {run['gpu_busy_percent']}%, "
+                         f"peak {run['peak_gpu_memory_mb']} MB | {run['exit'] == 0} |")  # fmt: skip
+        for name, run in r.get("memory", {}).get("steps", {}).items():
+            lines.append(f"| one step, {name} | {run['precision']}, peak {run['peak_gpu_memory_mb']} MB | {r['memory']['ok']} |")
+        lines.append("")
+        lines += [f"{step}: {r[step]['seconds']} s" for step in ("amp_resume", "torchrun", "throughput", "memory") if step in r]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def run_folders(out: Path) -> list[str]:
+    return ["--model-dir", str(out / "model"), "--tensorboard-dir", str(out / "tensorboard"),
+            "--output-data-dir", str(out / "output"), "--checkpoint-dir", str(out / "checkpoints")]  # fmt: skip
+
+
+def train(args: list[str], folder: Path, sigterm_at: str | None = None, on_line=None) -> subprocess.CompletedProcess:
+    """`mmsent train ARGS` into `folder`'s four run folders. `sigterm_at`: SIGTERM once a progress line
+    containing it has been printed twice (mid-epoch). `on_line(line)` sees each output line as it comes."""
+    command = [sys.executable, "-m", "mmsent", "train", *args, *run_folders(folder)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, seen = [], 0
+    for line in process.stdout:
+        lines.append(line)
+        if on_line is not None:
+            on_line(line)
+        if sigterm_at is not None and sigterm_at in line and " train " in line:
+            seen += 1
+            if seen == 2:
+                process.send_signal(signal.SIGTERM)
+                sigterm_at = None
+    process.wait()
+    output = "".join(lines)
+    return subprocess.CompletedProcess(command, process.returncode, output, output)
+
+
+def newest_checkpoint(folder: Path) -> Path:
+    found = sorted(folder.glob("checkpoint-*.pt"))
+    if not found:
+        raise RuntimeError(f"no checkpoint in {folder}")
+    return found[-1]
+
+
+class GpuSampler:
+    """nvidia-smi's GPU utilisation, 5 times a second, and the span of the training epoch (from the
+    first training progress line to the first validation line) to average it over."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.samples: list[tuple[float, float]] = []
+        self.start = self.end = None
+        self.process = None
+
+    def __enter__(self):
+        if self.enabled:
+            self.process = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                             "-lms", "200"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+            threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            values = [float(v) for v in line.split(",") if v.strip().replace(".", "", 1).isdigit()]
+            if values:
+                self.samples.append((time.monotonic(), float(np.mean(values))))
+
+    def mark(self, line: str) -> None:
+        if self.start is None and " train " in line and "epoch 1/" in line:
+            self.start = time.monotonic()
+        if self.start is not None and self.end is None and "validation" in line:
+            self.end = time.monotonic()
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait()
+
+    def busy_during_training(self) -> float | None:
+        if not self.enabled or self.start is None:
+            return None
+        end = self.end or time.monotonic()
+        inside = [value for at, value in self.samples if self.start <= at <= end]
+        return round(float(np.mean(inside)), 1) if inside else None
+
+
+def _write_clip(job: tuple[Path, float, int, int, int]) -> None:
+    from mmsent.data.sample import encode_clip
+
+    path, seconds, width, height, seed = job
+    rng = np.random.default_rng(seed)
+    frames = round(seconds * 24)
+    # A textured background that drifts: motion estimation and residuals cost what real video costs.
+    texture = rng.integers(0, 255, (height // 8 + 8, width // 8 + 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    video = np.stack([np.roll(texture, (k, 2 * k), axis=(0, 1))[:height, :width] for k in range(frames)])
+    t = np.arange(round(seconds * 48_000)) / 48_000
+    audio = np.stack([0.2 * np.sin(2 * np.pi * (200 + seed % 200) * t)] * 2).astype(np.float32)
+    encode_clip(path, video, 24, audio, 48_000, crf=23, preset="veryfast")
+
+
+def make_meld_shaped(root: Path, clips: int, dev: int, tiny: bool) -> None:
+    """MELD.Raw-shaped train and dev splits: 1280x720 H.264 (B-frames) + AAC, 2 to 6 s (tiny: 160x90),
+    written by a process per core, with MELD-like transcripts and labels."""
+    from mmsent.data.meld import write_meld_csv
+    from mmsent.labels import EMOTIONS
+
+    width, height = (160, 90) if tiny else (1280, 720)
+    rng = np.random.default_rng(0)
+    jobs = []
+    for split, count, folder in (("train", clips, "train_splits"), ("dev", dev, "dev_splits_complete")):
+        (root / split / folder).mkdir(parents=True, exist_ok=True)
+        rows = []
+        for i in range(count):
+            emotion = EMOTIONS[i % len(EMOTIONS)]
+            jobs.append((root / split / folder / f"dia{i}_utt0.mp4", float(rng.uniform(2, 6)), width, height, i))
+            rows.append({"Sr No.": i + 1, "Utterance": f"Line {i}: I can't believe it, said with {emotion}.", "Speaker": "Ross",
+                         "Emotion": emotion, "Sentiment": "positive" if emotion in ("joy", "surprise") else
+                         "neutral" if emotion == "neutral" else "negative", "Dialogue_ID": i, "Utterance_ID": 0,
+                         "Season": 1, "Episode": 1, "StartTime": "00:00:01,000", "EndTime": "00:00:04,000"})  # fmt: skip
+        write_meld_csv(root / split / f"{split}_sent_emo.csv", rows)
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        list(pool.map(_write_clip, jobs, chunksize=4))
+    (root / "done").write_text("ok\n")
+
+
+def synthetic_batch(size: int, media, device: torch.device) -> dict:
+    from mmsent.labels import EMOTIONS, SENTIMENTS
+
+    return {
+        "input_ids": torch.randint(1000, 5000, (size, 40), device=device),
+        "attention_mask": torch.ones(size, 40, dtype=torch.long, device=device),
+        "text_present": torch.ones(size, dtype=torch.bool, device=device),
+        "frames": torch.randn(size, 3, media.num_frames, media.frame_size, media.frame_size, device=device),
+        "video_present": torch.ones(size, dtype=torch.bool, device=device),
+        "log_mel": torch.randn(size, media.n_mels, media.mel_frames, device=device),
+        "audio_present": torch.ones(size, dtype=torch.bool, device=device),
+        "emotion": torch.randint(0, len(EMOTIONS), (size,), device=device),
+        "sentiment": torch.randint(0, len(SENTIMENTS), (size,), device=device),
+    }
+
+
+def random_text_encoder(source: Path, destination: Path) -> Path:
+    """A text encoder of `source`'s architecture with random weights, saved with its tokenizer."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    if not (destination / "config.json").is_file():
+        torch.manual_seed(0)
+        AutoModel.from_config(AutoConfig.from_pretrained(source)).save_pretrained(destination)
+        AutoTokenizer.from_pretrained(source).save_pretrained(destination)
+    return destination
+
+
+if __name__ == "__main__":
+    main()
