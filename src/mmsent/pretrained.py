@@ -34,6 +34,10 @@ def load_text_backbone(name: str, pretrained: bool):
 
     logging.disable_progress_bar()  # one bar per weight file is noise in training logs
     source = text_model_source(name)
-    if pretrained:
-        return AutoModel.from_pretrained(source)
-    return AutoModel.from_config(AutoConfig.from_pretrained(source))
+    backbone = AutoModel.from_pretrained(source) if pretrained else AutoModel.from_config(AutoConfig.from_pretrained(source))
+    # The encoder is mean-pooled (TextEncoder.features): a BERT-style pooler head would be weights that
+    # no loss reaches, which DistributedDataParallel refuses ("parameters that were not used in
+    # producing loss") and every checkpoint would carry for nothing. BERT's forward skips a None pooler.
+    if getattr(backbone, "pooler", None) is not None:
+        backbone.pooler = None
+    return backbone

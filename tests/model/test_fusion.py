@@ -101,3 +101,14 @@ def test_a_backbone_runs_only_on_the_items_whose_modality_is_present():
     masked_only = {k: v for k, v in batch.items()} | {"frames": torch.zeros(4, 3, 2, 32, 32), "video_present": torch.zeros(4, dtype=torch.bool)}
     with torch.no_grad():
         assert torch.allclose(absent["emotion"], model(masked_only)["emotion"], atol=1e-5)
+
+
+def test_every_trainable_parameter_gets_a_gradient():
+    """DistributedDataParallel refuses a model with trainable weights that no loss reaches (it once
+    failed the default three-modality model under torchrun: BERT's unused pooler head)."""
+    torch.manual_seed(0)
+    model = MultimodalSentimentModel(ModelConfig(), pretrained=False).train()
+    logits = model(_batch())
+    (logits["emotion"].sum() + logits["sentiment"].sum()).backward()
+    unreached = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert unreached == []
