@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench image-check clean
+.PHONY: demo test test-fast bench image-check gpu-wheels gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,26 @@ bench: $(STAMP)
 # installed into it, and `mmsent launch --local` run there. FRAMEWORK=2.5.1 checks another image.
 image-check: $(STAMP)
 	$(BIN)/python tools/image_check.py $(if $(FRAMEWORK),--framework-version $(FRAMEWORK))
+
+# The GPU path in one prepared run (benchmarks/gpu_check.py; under 8 minutes on one GPU): where CUDA is.
+# It uses .venv when there is one, else python3 with PYTHONPATH=src (a GPU image with torch). A bare image
+# lacks PyAV, ftfy and the offline MiniLM: `make gpu-wheels` (here, with the package index) puts their
+# wheels and MiniLM's config and tokenizer (no weights: the check builds random ones) in .gpu-carry/.
+GPU_OUT ?= gpu-check
+GPU_WORK ?= $(GPU_OUT)/work
+GPU_PYTHON = $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	if [ -d .gpu-carry/wheels ]; then $(GPU_PYTHON) -m pip install --quiet --no-index --find-links .gpu-carry/wheels av ftfy; fi
+	PYTHONPATH=src $(GPU_PYTHON) benchmarks/gpu_check.py --out $(GPU_OUT) --work $(GPU_WORK) \
+		$(if $(wildcard .gpu-carry/text-model),--random-text-init .gpu-carry/text-model)
+
+gpu-wheels: $(STAMP)
+	rm -rf .gpu-carry && mkdir -p .gpu-carry/wheels
+	$(BIN)/python -m pip download --quiet av==18.1.0 ftfy==6.3.1 wcwidth --python-version 3.12 --only-binary=:all: \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .gpu-carry/wheels
+	$(BIN)/python -c "from transformers import AutoConfig, AutoTokenizer; from mmsent.pretrained import text_model_source as s; \
+		AutoConfig.from_pretrained(s('default')).save_pretrained('.gpu-carry/text-model'); \
+		AutoTokenizer.from_pretrained(s('default')).save_pretrained('.gpu-carry/text-model')"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
