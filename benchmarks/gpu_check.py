@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json")
     parser.add_argument("--work", type=Path, help="folder for the data and the runs (default: OUT/work)")
     parser.add_argument("--cpu-dry-run", action="store_true", help="every step on the CPU at tiny sizes")
-    parser.add_argument("--clips", type=int, help="MELD-shaped training clips for the throughput step (default: 2000; dry run 12)")
+    parser.add_argument("--clips", type=int, help="MELD-shaped training clips for the throughput step (default: 1000; dry run 12)")
     parser.add_argument("--text-model", default="default", help="text encoder (default: the offline MiniLM)")
     parser.add_argument("--random-text-init", type=Path, help="build a randomly initialised text encoder of this folder's "
                         "architecture (config.json + tokenizer files) and use it")
@@ -76,7 +76,7 @@ class GpuCheck:
         self.report.mkdir(parents=True, exist_ok=True)
         self.out = (args.work or args.out / "work").resolve()  # data, runs, checkpoints: GBs on a GPU
         self.out.mkdir(parents=True, exist_ok=True)
-        self.clips = args.clips or (12 if self.dry else 2000)
+        self.clips = args.clips or (12 if self.dry else 1000)
         self.gpus = 2 if self.dry else torch.cuda.device_count()
         self.text_model = args.text_model
         if args.random_text_init is not None:
@@ -101,7 +101,7 @@ class GpuCheck:
         results = {}
         for dtype in dtypes:
             amp = [] if self.dry else ["--amp", "true", "--amp-dtype", dtype]
-            args = ["--data-dir", str(sample), "--epochs", "2" if self.dry else "3", "--num-workers", "0" if self.dry else "4",
+            args = ["--data-dir", str(sample), "--epochs", "2", "--num-workers", "0" if self.dry else "4",
                     *self.media, *self.common, *amp]  # fmt: skip
             name = dtype.split()[0]
             whole = self.out / f"amp-{name}-whole"
@@ -147,7 +147,7 @@ class GpuCheck:
         data = self.out / "meld-shaped"
         if not (data / "done").is_file():
             make_meld_shaped(data, self.clips, dev=4 if self.dry else 64, tiny=self.dry)
-        subset = str(min(self.clips, 8 if self.dry else 512))
+        subset = str(min(self.clips, 8 if self.dry else 256))
         cache = self.out / "media-cache"
         runs = {f"decode every epoch, {w} workers": ["--num-workers", str(w), "--max-train-samples", subset]
                 for w in ((0,) if self.dry else (0, 4, 8))}  # fmt: skip
