@@ -176,3 +176,29 @@ def test_ctrl_c_outside_training_exits_130_with_one_line(tmp_path):
     _, stderr = process.communicate()
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and stderr.strip() == "mmsent: interrupted"
+
+
+def test_a_bug_shows_its_traceback_and_a_bad_csv_one_line(tmp_path, sample_dir):
+    """Only the errors mmsent means (MmsentError) become one line with exit 2: a ValueError from deep
+    inside training (a bug, in mmsent or in torch) keeps its traceback and exits 1."""
+    script = ("import sys, mmsent.training.loop as loop\n"
+              "def broken(*args, **kwargs):\n    raise ValueError('a bug deep inside')\n"
+              "loop._train = broken\nfrom mmsent.cli import main\n"
+              f"sys.exit(main(['train', '--data-dir', {str(sample_dir)!r}, '--run-name', 'bug']))\n")  # fmt: skip
+    bug = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert bug.returncode == 1
+    assert "Traceback (most recent call last)" in bug.stderr and "ValueError: a bug deep inside" in bug.stderr
+
+    bad = tmp_path / "bad" / "train_sent_emo.csv"
+    bad.parent.mkdir()
+    bad.write_text("Utterance,Emotion,Sentiment,Dialogue_ID,Utterance_ID\nhello,happyish,positive,0,0\n", encoding="utf-8")
+    refused = mmsent("train", "--data-dir", str(bad.parent))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("mmsent: error: ")
+
+
+def test_version():
+    from mmsent import __version__
+
+    result = mmsent("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"mmsent {__version__}"

@@ -3,6 +3,7 @@
 Subcommands:
   sample        write the built-in MELD-format sample dataset
   data check    validate a dataset: rows, labels, broken clips, durations
+  cache         decode every clip once into a memory-mapped media cache
   params        parameter counts per component, for any model settings
   train         train the fusion model (the same script runs inside a SageMaker training job)
   evaluate      score a model dir on a split: per-class table, confusion matrices, JSON report
@@ -19,9 +20,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mmsent import __version__
 from mmsent.commands import data, endpoints, inference, model, sagemaker
 from mmsent.commands.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, error
 from mmsent.environment import Environment
+from mmsent.errors import MmsentError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return args.run(args, Environment.read())
-    except ValueError as problem:  # a config's own validation: the message names the setting
+    except MmsentError as problem:  # input or a state the user can fix: the message names it. Anything else is a bug: its traceback shows
         return error(str(problem))
     except KeyboardInterrupt:  # Ctrl-C (a second one, during training): one line, the shell's status for SIGINT
         print("\nmmsent: interrupted", file=sys.stderr)
@@ -40,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmsent", description="Train multimodal emotion and sentiment classifiers on MELD-format video.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])  # fmt: skip
+    parser = argparse.ArgumentParser(prog="mmsent", description="Train multimodal emotion and sentiment classifiers on "
+                                     "MELD-format video, and use them: predict, serve, deploy.")  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"mmsent {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
     for area in (data, model, inference, sagemaker, endpoints):
         area.add_parsers(commands)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from mmsent.errors import SettingsError
 
 MODALITIES: tuple[str, ...] = ("text", "audio", "video")
 
@@ -17,7 +18,7 @@ def require_finite(settings) -> None:
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{f.name} must be a finite number, got {value}")
+            raise SettingsError(f"{f.name} must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ class MediaConfig:
         require_finite(self)
         for name in ("num_frames", "frame_size", "sample_rate", "n_mels", "n_fft", "hop_length"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+                raise SettingsError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.audio_seconds <= 0:
-            raise ValueError(f"audio_seconds must be positive, got {self.audio_seconds}")
+            raise SettingsError(f"audio_seconds must be positive, got {self.audio_seconds}")
 
     @property
     def audio_samples(self) -> int:
@@ -58,7 +59,7 @@ class TextConfig:
 
     def __post_init__(self) -> None:
         if self.max_tokens < 2:
-            raise ValueError(f"max_tokens must be at least 2, got {self.max_tokens}")
+            raise SettingsError(f"max_tokens must be at least 2, got {self.max_tokens}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.modalities) - set(MODALITIES))
         if unknown or not self.modalities:
-            raise ValueError(
+            raise SettingsError(
                 f"modalities must be a non-empty subset of {','.join(MODALITIES)}, got {','.join(self.modalities)}"
             )
 
@@ -100,14 +101,14 @@ class ModelConfig:
         DataConfig(modalities=self.modalities)  # the same modality check, one message
         bad = sorted(set(self.freeze) - set(FREEZABLE))
         if bad:
-            raise ValueError(
+            raise SettingsError(
                 f"cannot freeze {','.join(bad)}: only pretrained backbones can be frozen ({','.join(FREEZABLE)}); "
                 "the audio CNN starts random and always trains"
             )
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+            raise SettingsError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.embed_dim < 1 or self.fusion_dim < 1 or not self.audio_channels:
-            raise ValueError("embed_dim, fusion_dim and audio_channels must be positive")
+            raise SettingsError("embed_dim, fusion_dim and audio_channels must be positive")
 
 
 SCHEDULERS: tuple[str, ...] = ("cosine", "linear", "plateau", "constant")
@@ -151,30 +152,30 @@ class TrainConfig:
         positive = ("epochs", "batch_size", "grad_accum_steps", "log_every", "keep_checkpoints", "max_bad_steps")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("learning_rate", "encoder_learning_rate"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("weight_decay", "grad_clip", "sentiment_loss_weight", "early_stopping_patience", "num_workers",
                      "checkpoint_every_steps"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+                raise SettingsError(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+            raise SettingsError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.modality_dropout < 1:
-            raise ValueError(f"modality_dropout must lie in [0, 1), got {self.modality_dropout}")
+            raise SettingsError(f"modality_dropout must lie in [0, 1), got {self.modality_dropout}")
         if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+            raise SettingsError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+            raise SettingsError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         if self.amp_dtype not in AMP_DTYPES:
-            raise ValueError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got {self.amp_dtype!r}")
+            raise SettingsError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got {self.amp_dtype!r}")
         if self.class_weights not in CLASS_WEIGHTS:
-            raise ValueError(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
+            raise SettingsError(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
         if self.checkpoint_every_minutes is not None and self.checkpoint_every_minutes < 0:  # NaN, inf: require_finite
-            raise ValueError(f"checkpoint_every_minutes must be a finite number of minutes, 0 or more, got {self.checkpoint_every_minutes}")
+            raise SettingsError(f"checkpoint_every_minutes must be a finite number of minutes, 0 or more, got {self.checkpoint_every_minutes}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
-            raise ValueError(f"max_train_samples must be at least 1, got {self.max_train_samples}")
+            raise SettingsError(f"max_train_samples must be at least 1, got {self.max_train_samples}")
 
 
 def data_config_from_dict(values: dict) -> DataConfig:

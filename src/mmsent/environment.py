@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from mmsent.errors import SettingsError
 
 _CHANNEL_PREFIX = "SM_CHANNEL_"
 
@@ -76,7 +77,7 @@ def _integer(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+        raise SettingsError(f"environment variable {name}={value!r} is not an integer") from None
     if number < 0:
-        raise ValueError(f"environment variable {name}={value!r} must not be negative")
+        raise SettingsError(f"environment variable {name}={value!r} must not be negative")
     return number

@@ -10,9 +10,10 @@ import os
 import socket
 import tempfile
 from pathlib import Path
+from mmsent.errors import MmsentError
 
 
-class LockHeld(RuntimeError):
+class LockHeld(MmsentError, RuntimeError):
     """Another process holds the lock; `holder` says which ("process PID on HOST")."""
 
     def __init__(self, holder: str) -> None:

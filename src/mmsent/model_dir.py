@@ -20,6 +20,7 @@ from mmsent import __version__
 from mmsent.config import DataConfig, ModelConfig, data_config_from_dict, model_config_from_dict
 from mmsent.files import write_atomic, write_json_atomic
 from mmsent.labels import label_maps
+from mmsent.errors import MmsentError
 
 FORMAT_VERSION = 2  # 2: text has a presence mask like video and audio (a fusion input more)
 WEIGHTS = "model.pth"
@@ -28,7 +29,7 @@ LABELS = "labels.json"
 TEXT = "text"
 
 
-class ModelDirError(ValueError):
+class ModelDirError(MmsentError, ValueError):
     """A folder that is not a usable model dir; the message says what is missing or wrong."""
 
 

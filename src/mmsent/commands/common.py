@@ -9,6 +9,7 @@ from pathlib import Path
 from mmsent.arguments import add_config_arguments, config_from_args, given, parse_bool, parse_names
 from mmsent.config import MediaConfig, ModelConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
+from mmsent.errors import SettingsError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # a usage error, or data that cannot be used as it is
@@ -33,7 +34,7 @@ class RaisingParser(argparse.ArgumentParser):
     """A parser whose errors are exceptions, for checking arguments meant for another process."""
 
     def error(self, message: str):
-        raise ValueError(f"training arguments: {message}")
+        raise SettingsError(f"training arguments: {message}")
 
 
 def add_rebuild_cache(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mmsent.commands.common import EXIT_OK, error, positive_int
 from mmsent.environment import Environment
+from mmsent.errors import ServiceError, SettingsError
 
 
 def add_parsers(commands) -> None:
@@ -103,7 +104,7 @@ def _job_model(session, job: str, folder: Path) -> Path:
 
     found = _aws(lambda: pull(session, job, folder))
     if "model" not in found:
-        raise ValueError(f"training job {job} has no model artifacts (not finished, or failed)")
+        raise SettingsError(f"training job {job} has no model artifacts (not finished, or failed)")
     return found["model"]
 
 
@@ -112,7 +113,7 @@ def _session(region: str | None):
 
     session = boto3.Session(region_name=region)
     if not session.region_name:
-        raise ValueError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+        raise SettingsError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
     return session
 
 
@@ -123,7 +124,7 @@ def _aws(call):
     try:
         return call()
     except (ClientError, BotoCoreError, Boto3Error) as problem:
-        raise ValueError(f"AWS: {problem}") from None
+        raise ServiceError(f"AWS: {problem}") from None
 
 
 def _run_list(args: argparse.Namespace, env: Environment) -> int:

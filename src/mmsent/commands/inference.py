@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mmsent.commands.common import EXIT_OK, error, non_negative_int, positive_int
 from mmsent.environment import Environment
+from mmsent.errors import SettingsError
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
@@ -61,38 +62,33 @@ def _requests(args: argparse.Namespace):
 
     if args.csv is not None:
         if args.clips or args.text is not None:
-            raise ValueError("give clips (and --text) or --csv, not both")
+            raise SettingsError("give clips (and --text) or --csv, not both")
         if args.clips_dir is not None and not args.clips_dir.is_dir():
-            raise ValueError(f"--clips-dir {args.clips_dir}: no such folder")
+            raise SettingsError(f"--clips-dir {args.clips_dir}: no such folder")
         rows = read_meld_csv(args.csv, require_labels=False)
         return [Request(clip=args.clips_dir / row.clip_name if args.clips_dir is not None else None, text=row.text,
                         name=row.clip_name, labels=None if row.emotion is None else {"emotion": row.emotion, "sentiment": row.sentiment})
                 for row in rows]  # fmt: skip
     if args.clips_dir is not None:
-        raise ValueError("--clips-dir goes with --csv (the CSV names the clips)")
+        raise SettingsError("--clips-dir goes with --csv (the CSV names the clips)")
     if not args.clips:
         if args.text is None:
-            raise ValueError("nothing to classify: give clip files, --text, or --csv")
+            raise SettingsError("nothing to classify: give clip files, --text, or --csv")
         return [Request(text=args.text, name="(text)")]
     if args.text is not None and len(args.clips) > 1:
-        raise ValueError(f"--text describes one clip; {len(args.clips)} were given (use --csv for many with their transcripts)")
+        raise SettingsError(f"--text describes one clip; {len(args.clips)} were given (use --csv for many with their transcripts)")
     return [Request(clip=path, text=args.text, name=str(path)) for path in args.clips]
 
 
 def _run_predict(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.inference.predict import Predictor
-    from mmsent.model_dir import ModelDirError
-    from mmsent.data.meld import MeldFormatError
 
     if args.out is not None and args.out.suffix.lower() not in OUTPUT_SUFFIXES:
         return error(f"--out {args.out}: the file name must end in {' or '.join(OUTPUT_SUFFIXES)}")
     if args.windows is not None and args.csv is not None and args.clips_dir is None:
         return error("--windows needs clips: give --clips-dir with --csv")
-    try:
-        requests = _requests(args)
-        predictor = Predictor(args.model_dir, batch_size=args.batch_size, workers=args.num_workers)
-    except (ModelDirError, MeldFormatError) as problem:
-        return error(str(problem))
+    requests = _requests(args)
+    predictor = Predictor(args.model_dir, batch_size=args.batch_size, workers=args.num_workers)
     predictions = predictor.predict(requests, every=args.windows, progress=None)
     if args.json:
         for prediction in predictions:
@@ -161,13 +157,9 @@ def write_predictions(path: Path, predictions) -> None:
 def _run_serve(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.inference.predict import Predictor
     from mmsent.inference.server import ServeConfig, serve
-    from mmsent.model_dir import ModelDirError
 
     cfg = ServeConfig(host=args.host, port=args.port, threads=args.threads, max_body_mb=args.max_body_mb, timeout=args.timeout)
-    try:
-        predictor = Predictor(args.model_dir, workers=1)
-    except ModelDirError as problem:
-        return error(str(problem))
+    predictor = Predictor(args.model_dir, workers=1)
     serve(predictor, cfg, ready=lambda message: print(message, flush=True))
     print("stopped", flush=True)
     return EXIT_OK

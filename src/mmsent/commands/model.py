@@ -68,10 +68,8 @@ def _run_params(args: argparse.Namespace, env: Environment) -> int:
 
 
 def _run_train(args: argparse.Namespace, env: Environment) -> int:
-    from mmsent.data.layout import DatasetLayoutError
-    from mmsent.data.meld import MeldFormatError
     from mmsent.training.distributed import DistInfo
-    from mmsent.training.loop import TrainingError, TrainingInterrupted, train
+    from mmsent.training.loop import TrainingInterrupted, train
 
     model_cfg = model_config(args)
     train_cfg = config_from_args(TrainConfig, args)
@@ -80,10 +78,7 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
     dist = DistInfo(rank=env.rank, local_rank=env.local_rank, world_size=env.world_size)
     if dist.rank >= dist.world_size:
         return error(f"RANK={dist.rank} is not below WORLD_SIZE={dist.world_size}")
-    try:
-        splits, on_sample = resolve_splits(args, env)
-    except (DatasetLayoutError, MeldFormatError) as problem:
-        return error(str(problem))
+    splits, on_sample = resolve_splits(args, env)
     if all(files.clip_dir is None for files in splits.values()) and model_cfg.modalities != ("text",):
         # CSVs without clips: audio and video would be zeros for every row, their backbones work for nothing.
         if "text" not in model_cfg.modalities:
@@ -96,8 +91,6 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
     paths = _run_paths(args, env)
     try:
         train(splits, data_cfg, model_cfg, train_cfg, paths, dist)
-    except (TrainingError, MeldFormatError) as problem:
-        return error(str(problem))
     except TrainingInterrupted as stopped:
         if dist.is_main:
             print(f"checkpoint saved: {stopped.checkpoint}\nthe same command started again resumes from it", file=sys.stderr)
@@ -128,19 +121,13 @@ def _run_paths(args: argparse.Namespace, env: Environment):
 
 
 def _run_evaluate(args: argparse.Namespace, env: Environment) -> int:
-    from mmsent.data.layout import DatasetLayoutError
-    from mmsent.data.meld import MeldFormatError
     from mmsent.inference.evaluate import evaluate_model_dir
-    from mmsent.model_dir import ModelDirError
 
-    try:
-        splits, _ = resolve_splits(args, env)
-        if args.split not in splits:
-            return error(f"no {args.split} split in the data; found {', '.join(splits)}")
-        out = args.out or args.model_dir / (f"evaluation-{args.split}" + "".join(f"-without-{name}" for name in args.absent))
-        text = evaluate_model_dir(args.model_dir, splits[args.split], out, args.batch_size, args.num_workers, args.absent)
-    except (DatasetLayoutError, MeldFormatError, ModelDirError) as problem:
-        return error(str(problem))
+    splits, _ = resolve_splits(args, env)
+    if args.split not in splits:
+        return error(f"no {args.split} split in the data; found {', '.join(splits)}")
+    out = args.out or args.model_dir / (f"evaluation-{args.split}" + "".join(f"-without-{name}" for name in args.absent))
+    text = evaluate_model_dir(args.model_dir, splits[args.split], out, args.batch_size, args.num_workers, args.absent)
     print(text)
     print(f"\nreport: {out / 'report.json'}; figures: {out}/confusion_emotion.png, confusion_sentiment.png")
     return EXIT_OK

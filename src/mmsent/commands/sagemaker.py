@@ -14,6 +14,7 @@ from mmsent.commands.common import (
 )  # fmt: skip
 from mmsent.config import MediaConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
+from mmsent.errors import ServiceError, SettingsError
 
 
 def add_parsers(commands) -> None:
@@ -76,7 +77,7 @@ def _aws_session(region: str | None):
 
     session = boto3.Session(region_name=region)
     if not session.region_name:
-        raise ValueError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+        raise SettingsError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
     return session
 
 
@@ -85,7 +86,7 @@ def _training_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
     tokens = [t for t in args.training_args if t != "--"] if args.training_args[:1] == ["--"] else list(args.training_args)
     for folder in ("--data-dir", "--model-dir", "--output-data-dir", "--tensorboard-dir", "--checkpoint-dir"):
         if folder in tokens:
-            raise ValueError(f"training arguments: {folder} is set by the job's container contract; leave it out")
+            raise SettingsError(f"training arguments: {folder} is set by the job's container contract; leave it out")
     probe = RaisingParser(prog="mmsent train")
     add_training_settings(probe)
     parsed = probe.parse_args(tokens)
@@ -94,13 +95,13 @@ def _training_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
         for settings in (TextConfig, MediaConfig, TrainConfig):
             config_from_args(settings, parsed)
     except ValueError as problem:
-        raise ValueError(f"training arguments: {problem}") from None
+        raise SettingsError(f"training arguments: {problem}") from None
     hyperparameters: dict[str, str] = {}
     index = 0
     while index < len(tokens):
         name = tokens[index]
         if not name.startswith("--"):
-            raise ValueError(f"training arguments: expected --name, got {name!r}")
+            raise SettingsError(f"training arguments: expected --name, got {name!r}")
         if index + 1 < len(tokens) and not tokens[index + 1].startswith("--"):
             hyperparameters[name[2:]] = tokens[index + 1]
             index += 2
@@ -213,7 +214,7 @@ def _launch_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) ->
     try:
         request = launch(settings, session, framework_version, data_dir=args.data_dir, dry_run=args.dry_run)
     except (ClientError, BotoCoreError, Boto3Error) as problem:
-        return error(f"AWS: {problem}")
+        raise ServiceError(f"AWS: {problem}") from None
     if args.dry_run:
         print_request(request)
         return EXIT_OK
@@ -235,7 +236,7 @@ def _sagemaker_call(args: argparse.Namespace, call):
     try:
         return call(_aws_session(args.region))
     except (ClientError, BotoCoreError, Boto3Error) as problem:
-        raise ValueError(f"SageMaker: {problem}") from None
+        raise ServiceError(f"SageMaker: {problem}") from None
 
 
 def _run_jobs_list(args: argparse.Namespace, env: Environment) -> int:

@@ -36,6 +36,7 @@ from mmsent.data.layout import SplitFiles
 from mmsent.data.media import ISSUES, decode_clip, log_mel, map_clips
 from mmsent.data.meld import Utterance, read_meld_csv
 from mmsent.files import LockHeld, exclusive_lock, write_json_atomic
+from mmsent.errors import MmsentError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -43,7 +44,7 @@ LOCK = ".build.lock"  # flock'd by the one process building the folder; holds it
 _FLUSH_EVERY = 32  # items between flushes: what an interruption can cost to redo
 
 
-class CacheError(ValueError):
+class CacheError(MmsentError, ValueError):
     """A cache folder that cannot be used; the message says why."""
 
 

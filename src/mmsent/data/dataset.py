@@ -19,6 +19,7 @@ from mmsent.data.cache import CachedItem, SplitCache, decode_item
 from mmsent.data.layout import SplitFiles
 from mmsent.data.media import empty_frames, empty_log_mel, frames_to_tensor
 from mmsent.data.meld import Utterance, read_meld_csv
+from mmsent.errors import SettingsError
 
 
 class MeldDataset(Dataset):
@@ -51,7 +52,7 @@ class MeldDataset(Dataset):
     def from_split(cls, split: SplitFiles, tokenizer, cfg: DataConfig, media_cache: SplitCache | None = None) -> "MeldDataset":
         utterances = read_meld_csv(split.csv_path)
         if media_cache is not None and media_cache.rows != len(utterances):
-            raise ValueError(f"the media cache for {split.csv_path} holds {media_cache.rows} rows, the CSV {len(utterances)}")
+            raise SettingsError(f"the media cache for {split.csv_path} holds {media_cache.rows} rows, the CSV {len(utterances)}")
         return cls(utterances, split, tokenizer, cfg, media_cache)
 
     def use_features(self, modality: str, features: np.ndarray) -> None:

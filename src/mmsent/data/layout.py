@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from mmsent.errors import MmsentError
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 # MELD.Raw's clip folder for each split.
@@ -26,7 +27,7 @@ CLIP_FOLDERS: dict[str, str] = {
 CHANNELS: dict[str, str] = {"train": "train", "dev": "validation", "test": "test"}
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(MmsentError, ValueError):
     """A data folder in which no split, or an ambiguous one, can be found."""
 
 

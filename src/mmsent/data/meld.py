@@ -14,6 +14,7 @@ from pathlib import Path
 import ftfy
 
 from mmsent.labels import EMOTION_TO_INDEX, EMOTIONS, SENTIMENT_TO_INDEX, SENTIMENTS
+from mmsent.errors import MmsentError
 
 # The columns of MELD's published train/dev/test CSVs, in their order.
 MELD_COLUMNS: tuple[str, ...] = (
@@ -35,7 +36,7 @@ LABEL_COLUMNS: tuple[str, ...] = ("Emotion", "Sentiment")
 _INTEGER_COLUMNS: tuple[str, ...] = ("Sr No.", "Dialogue_ID", "Utterance_ID", "Season", "Episode")
 
 
-class MeldFormatError(ValueError):
+class MeldFormatError(MmsentError, ValueError):
     """A CSV that cannot be used as it is; the message names the file, the row and the value."""
 
 

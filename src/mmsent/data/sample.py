@@ -36,6 +36,7 @@ import numpy as np
 from mmsent.data.layout import CLIP_FOLDERS
 from mmsent.data.meld import write_meld_csv
 from mmsent.labels import EMOTIONS
+from mmsent.errors import SettingsError
 
 SAMPLE_FORMAT_VERSION = 1  # bump when the generated content changes, so cached copies are rebuilt
 
@@ -99,11 +100,11 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         if min(self.train_size, self.dev_size, self.test_size) < 1:
-            raise ValueError("every split of the sample needs at least one clip")
+            raise SettingsError("every split of the sample needs at least one clip")
         if not 0.0 <= self.cue_noise <= 1.0:
-            raise ValueError(f"cue_noise must lie in [0, 1], got {self.cue_noise}")
+            raise SettingsError(f"cue_noise must lie in [0, 1], got {self.cue_noise}")
         if self.width % 2 or self.height % 2:
-            raise ValueError("clip width and height must be even (H.264 with 4:2:0 chroma)")
+            raise SettingsError("clip width and height must be even (H.264 with 4:2:0 chroma)")
 
     def sizes(self) -> dict[str, int]:
         return {"train": self.train_size, "dev": self.dev_size, "test": self.test_size}

@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from mmsent.inference import handler
 from mmsent.inference.predict import Predictor
+from mmsent.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,13 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must lie in 0..65535, got {self.port}")
+            raise SettingsError(f"port must lie in 0..65535, got {self.port}")
         for name in ("threads",):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("max_body_mb", "timeout", "stop_grace"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+                raise SettingsError(f"{name} must be a positive number, got {getattr(self, name)}")
 
     @property
     def max_body_bytes(self) -> int:

@@ -23,6 +23,7 @@ import mmsent
 from mmsent.model_dir import CONFIG, LABELS, TEXT, WEIGHTS, load_model_dir
 from mmsent.sagemaker.images import INSTANCE_TYPE, inference_image
 from mmsent.sagemaker.package import add_bytes, conflicts_with, requirements_for
+from mmsent.errors import SettingsError
 
 ENTRY_MODULE = "inference.py"
 _ENTRY_SCRIPT = '''"""What SageMaker's PyTorch inference toolkit imports: mmsent's handler functions."""
@@ -46,18 +47,18 @@ class EndpointSettings:
 
     def __post_init__(self) -> None:
         if not ENDPOINT_NAME.match(self.endpoint_name):
-            raise ValueError(f"--endpoint-name {self.endpoint_name!r}: 1 to 63 letters, digits and hyphens, "
+            raise SettingsError(f"--endpoint-name {self.endpoint_name!r}: 1 to 63 letters, digits and hyphens, "
                              "starting with a letter or digit")  # fmt: skip
         if not self.role_arn.startswith("arn:"):
-            raise ValueError(f"--role {self.role_arn!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+            raise SettingsError(f"--role {self.role_arn!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
         if self.serverless_memory_mb is not None:
             if self.serverless_memory_mb not in SERVERLESS_MEMORY_MB:
-                raise ValueError(f"--serverless {self.serverless_memory_mb}: memory must be one of "
+                raise SettingsError(f"--serverless {self.serverless_memory_mb}: memory must be one of "
                                  f"{', '.join(map(str, SERVERLESS_MEMORY_MB))} MB")  # fmt: skip
         elif self.instance_type is None or not INSTANCE_TYPE.match(self.instance_type):
-            raise ValueError(f"--instance-type {self.instance_type!r} is not an instance type like ml.g5.xlarge")
+            raise SettingsError(f"--instance-type {self.instance_type!r} is not an instance type like ml.g5.xlarge")
         if self.instance_count < 1:
-            raise ValueError(f"--instance-count must be at least 1, got {self.instance_count}")
+            raise SettingsError(f"--instance-count must be at least 1, got {self.instance_count}")
 
 
 def build_model_archive(model_dir: Path, destination: Path, framework_version: str) -> Path:
@@ -67,7 +68,7 @@ def build_model_archive(model_dir: Path, destination: Path, framework_version: s
     load_model_dir(model_dir)
     image = inference_image(framework_version)
     if conflicts := conflicts_with(image, f"pytorch-inference {framework_version}"):
-        raise ValueError(f"pytorch-inference {framework_version} cannot run the handler's requirements:\n  " + "\n  ".join(conflicts))
+        raise SettingsError(f"pytorch-inference {framework_version} cannot run the handler's requirements:\n  " + "\n  ".join(conflicts))
     package_root = Path(mmsent.__file__).resolve().parent
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:

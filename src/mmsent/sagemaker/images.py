@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from mmsent.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,14 @@ def gpus_per_instance(instance_type: str) -> int:
 
 def framework_image(framework_version: str) -> FrameworkImage:
     if framework_version not in FRAMEWORK_IMAGES:
-        raise ValueError(f"--framework-version {framework_version!r}: mmsent knows the packages of "
+        raise SettingsError(f"--framework-version {framework_version!r}: mmsent knows the packages of "
                          f"{', '.join(FRAMEWORK_IMAGES)} only (its requirements.txt pins them)")  # fmt: skip
     return FRAMEWORK_IMAGES[framework_version]
 
 
 def inference_image(framework_version: str) -> FrameworkImage:
     if framework_version not in INFERENCE_IMAGES:
-        raise ValueError(f"--framework-version {framework_version!r}: mmsent knows the inference image of "
+        raise SettingsError(f"--framework-version {framework_version!r}: mmsent knows the inference image of "
                          f"{', '.join(INFERENCE_IMAGES)} only (its requirements.txt pins its packages)")  # fmt: skip
     return INFERENCE_IMAGES[framework_version]
 
@@ -136,7 +137,7 @@ def inference_image_uri(region: str, instance_type: str | None, framework_versio
 
 def _image_uri(repository: str, image: FrameworkImage, region: str, instance_type: str, framework_version: str) -> str:
     if "-iso" in region or region.startswith("eusc-"):
-        raise ValueError(f"region {region}: its registry domain is not known to mmsent; pass --image-uri")
+        raise SettingsError(f"region {region}: its registry domain is not known to mmsent; pass --image-uri")
     account = DLC_ACCOUNTS.get(region, _DEFAULT_ACCOUNT)
     domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     processor = "gpu" if gpus_per_instance(instance_type) else "cpu"

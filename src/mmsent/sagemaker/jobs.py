@@ -9,9 +9,10 @@ import zlib
 from pathlib import Path
 
 from mmsent.sagemaker.s3 import download_prefix, parse_s3_uri
+from mmsent.errors import MmsentError
 
 
-class PullError(ValueError):
+class PullError(MmsentError, ValueError):
     """A pulled archive that cannot be used; the message says why, and that nothing was replaced."""
 
 

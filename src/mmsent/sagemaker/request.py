@@ -15,6 +15,7 @@ from mmsent.sagemaker.images import INSTANCE_TYPE, gpus_per_instance
 from mmsent.sagemaker.package import ENTRY_POINT
 from mmsent.sagemaker.s3 import S3UriError, parse_s3_uri
 from mmsent.training.tracking import METRIC_DEFINITIONS
+from mmsent.errors import MmsentError
 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
@@ -28,7 +29,7 @@ CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
 
 
-class LaunchValidationError(ValueError):
+class LaunchValidationError(MmsentError, ValueError):
     """The request breaks SageMaker's rules; the message lists every problem found."""
 
     def __init__(self, problems: list[str]) -> None:

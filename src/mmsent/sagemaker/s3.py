@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mmsent.files import sha256_of
+from mmsent.errors import MmsentError
 
 _S3_URI = re.compile(r"^s3://([^/]+)/?(.*)$")
 # S3's bucket naming rules: 3-63 characters, lower-case letters, digits, dots and hyphens.
@@ -20,11 +21,11 @@ CHECKSUM_KEY = "sha256"  # object metadata that records the uploaded file's chec
 UPLOAD_WORKERS = 16  # S3 serves many requests at once; one at a time, MELD's 13.7k clips are hours of round trips
 
 
-class S3UriError(ValueError):
+class S3UriError(MmsentError, ValueError):
     pass
 
 
-class BucketError(ValueError):
+class BucketError(MmsentError, ValueError):
     """The bucket is missing, forbidden, or in another region than the job."""
 
 

@@ -37,6 +37,7 @@ import torch
 from mmsent import __version__
 from mmsent.labels import label_maps
 from mmsent.files import sha256_of, write_atomic, write_json_atomic
+from mmsent.errors import MmsentError
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^checkpoint-(\d{4})-(\d{7})\.pt$")
@@ -47,7 +48,7 @@ RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "log_every", "checkpoint
                                "max_bad_steps", "early_stopping_patience", "resume", "cache_embeddings"})  # fmt: skip
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MmsentError, RuntimeError):
     """A checkpoint cannot be written, or the newest one belongs to another run."""
 
 

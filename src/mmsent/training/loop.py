@@ -72,9 +72,10 @@ from mmsent.training.run_folders import RunFolderError, hold_run_folders
 from mmsent.training.stop_signal import StopSignal
 from mmsent.training.tracking import TensorBoardLog, epoch_metrics, metric_line
 from mmsent.training.validate import Interrupted, merge, predict, summarize, to_device
+from mmsent.errors import MmsentError
 
 
-class TrainingError(RuntimeError):
+class TrainingError(MmsentError, RuntimeError):
     """Training cannot start or go on; the message says why."""
 
 

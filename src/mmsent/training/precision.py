@@ -6,6 +6,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+from mmsent.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,6 @@ def choose_precision(amp: bool, device: torch.device, dtype: str = "auto") -> Pr
     if not amp or device.type != "cuda":
         return Precision(device.type, None)
     if dtype == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"--amp-dtype bf16: {torch.cuda.get_device_name(device)} does not support bf16; use fp16 or auto")
+        raise SettingsError(f"--amp-dtype bf16: {torch.cuda.get_device_name(device)} does not support bf16; use fp16 or auto")
     chosen = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
     return Precision("cuda", chosen or (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16))

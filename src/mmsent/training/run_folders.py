@@ -12,9 +12,10 @@ import tempfile
 from pathlib import Path
 
 from mmsent.files import LockHeld, exclusive_lock
+from mmsent.errors import MmsentError
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(MmsentError, RuntimeError):
     """An output folder cannot be written, or another run holds it; the message names it."""
 
 
