@@ -88,7 +88,7 @@ class ModelConfig:
     """The fusion model's shape. Saved beside the weights, so a model dir rebuilds it alone."""
 
     modalities: tuple[str, ...] = MODALITIES  # encoders built; the others are left out entirely
-    text_model: str = "default"  # offline all-MiniLM-L6-v2; "bert-base-uncased" where the hub is reachable
+    text_model: str = "default"  # "default" is the offline all-MiniLM-L6-v2; a folder, or "bert-base-uncased" where the hub is reachable
     video_weights: str = "none"  # none | kinetics400 (downloads through torchvision) | PATH to a state dict
     freeze: tuple[str, ...] = ("video",)  # frozen backbones; their projections still train
     embed_dim: int = 128  # each modality's embedding; lower it to shrink the fusion layers
@@ -120,7 +120,7 @@ AMP_DTYPES: tuple[str, ...] = ("auto", "bf16", "fp16")
 class TrainConfig:
     """How to train. Runtime state (epoch, step, rank) lives in the loop, never here."""
 
-    epochs: int = 10
+    epochs: int = 10  # passes over the training split; the model dir keeps the epoch with the best validation emotion weighted F1
     batch_size: int = 16  # per optimizer step with grad_accum_steps 1; lower it on out-of-memory
     learning_rate: float = 5e-4  # fusion, heads, projections and the audio CNN: all start random
     encoder_learning_rate: float = 3e-5  # pretrained backbones being fine-tuned: lower, or they forget
