@@ -20,6 +20,7 @@ from mmsent.data.layout import SplitFiles
 from mmsent.data.media import empty_frames, empty_log_mel, frames_to_tensor
 from mmsent.data.meld import Utterance, read_meld_csv
 from mmsent.errors import SettingsError
+from mmsent.features import batch_key
 
 
 class MeldDataset(Dataset):
@@ -78,7 +79,7 @@ class MeldDataset(Dataset):
         if self.use_text:
             item["text_present"] = bool(utterance.text.strip())
         if "text" in self.features:
-            item["text_features"] = self._features("text", index)
+            item[batch_key("text")] = self._features("text", index)
         elif self.use_text:
             item["input_ids"] = self.input_ids[index]
             item["attention_mask"] = self.attention_mask[index]
@@ -86,7 +87,7 @@ class MeldDataset(Dataset):
             need_frames = self.use_video and "video" not in self.features
             item |= media_fields(self._media(index, need_frames), self.cfg, frames=need_frames)
             if self.use_video and not need_frames:
-                item["video_features"] = self._features("video", index)
+                item[batch_key("video")] = self._features("video", index)
         return item
 
     def _features(self, modality: str, index: int) -> torch.Tensor:
@@ -132,7 +133,7 @@ def collate(items: list[dict]) -> dict:
         width = max(int(mask.sum(dim=1).max()), 1)
         batch["attention_mask"] = mask[:, :width]
         batch["input_ids"] = torch.stack([item["input_ids"] for item in items])[:, :width]
-    for key in ("frames", "video_features", "log_mel", "text_features"):
+    for key in ("frames", batch_key("video"), "log_mel", batch_key("text")):
         if key in first:
             batch[key] = torch.stack([item[key] for item in items])
     for key in ("text_present", "video_present", "audio_present"):

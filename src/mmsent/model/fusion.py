@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mmsent.config import ModelConfig
+from mmsent.features import batch_key
 from mmsent.labels import EMOTIONS, SENTIMENTS
 from mmsent.model.encoders import AudioEncoder, TextEncoder, VideoEncoder
 
@@ -73,7 +74,7 @@ class MultimodalSentimentModel(nn.Module):
         masks = []
         for name, encoder in self.encoders.items():
             input_names, mask_name = INPUTS[name]
-            features = batch.get(f"{name}_features")
+            features = batch.get(batch_key(name))
             if features is None:
                 features = _present_only(encoder, [batch[key] for key in input_names], batch[mask_name])
             embedding = encoder.projection(features)
@@ -88,8 +89,8 @@ class MultimodalSentimentModel(nn.Module):
         names = []
         for name in self.encoders:
             inputs, mask = INPUTS[name]
-            if batch is not None and f"{name}_features" in batch:
-                inputs = (f"{name}_features",)
+            if batch is not None and batch_key(name) in batch:
+                inputs = (batch_key(name),)
             names += [*inputs, mask]
         return names
 

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 
 from mmsent import __version__
-from mmsent.labels import label_maps
-from mmsent.files import sha256_of, write_atomic, write_json_atomic
 from mmsent.errors import MmsentError
+from mmsent.features import tensors_digest
+from mmsent.files import sha256_of, write_atomic, write_json_atomic
+from mmsent.labels import label_maps
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^checkpoint-(\d{4})-(\d{7})\.pt$")
@@ -82,16 +83,6 @@ def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
     missing = sorted(set(result.missing_keys) - frozen)
     if missing or result.unexpected_keys:
         raise CheckpointError(f"weights do not fit this model: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
-
-
-def tensors_digest(named_tensors, extra: bytes = b"") -> str:
-    """SHA-256 over (name, bytes) of each tensor, then `extra`: proves weights came back the same."""
-    digest = hashlib.sha256()
-    for name, tensor in named_tensors:
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    digest.update(extra)
-    return digest.hexdigest()
 
 
 def frozen_digest(model: torch.nn.Module) -> str:

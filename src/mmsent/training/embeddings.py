@@ -3,10 +3,8 @@
 A frozen backbone (R3D-18 by default; the text encoder with `--freeze text`) gives the same output
 for the same input every epoch, so running it every epoch is waste: on CPU it costs more than all
 the trainable layers together. With a media cache, each split's outputs are computed once and
-saved beside it (`<cache>/<split>/embeddings/<modality>-<key>.npy`, float32); later epochs and
-later runs read them. The key covers the backbone's weights, the decode settings and, for text,
-the tokenizer settings, so changing any of them computes new ones; rebuilding a split of the
-media cache deletes its embeddings with it. Without a media cache, frozen text outputs are still
+saved in its frozen-feature store (mmsent/features.py: where, under which key); later epochs and
+later runs read them. Without a media cache, frozen text outputs are still
 computed once per run, in memory (text needs no clips).
 """
 
@@ -21,10 +19,9 @@ import torch
 
 from mmsent.config import DataConfig
 from mmsent.data.dataset import MeldDataset
+from mmsent.features import load_features, save_features, store_key, store_path
 from mmsent.model.fusion import INPUTS, MultimodalSentimentModel
-from mmsent.files import write_atomic
 from mmsent.training import distributed
-from mmsent.training.checkpoint import tensors_digest
 from mmsent.training.distributed import DistInfo
 from mmsent.training.validate import to_device
 
@@ -43,14 +40,12 @@ def attach_frozen_features(model: MultimodalSentimentModel, datasets: dict[str, 
                     break  # video features need the media cache (presence and issues come from it)
                 dataset.use_features(modality, _compute(model, modality, loader(dataset), device))
                 continue
-            path = dataset.media_cache.folder / "embeddings" / f"{modality}-{key[:24]}.npy"
+            path = store_path(dataset.media_cache.folder, modality, key)
             if not path.is_file() and dist.local_rank == 0:
                 say(f"computing the frozen {modality} backbone's outputs for {split} once: {path}")
-                features = _compute(model, modality, loader(dataset), device)
-                path.parent.mkdir(exist_ok=True)
-                write_atomic(path, lambda temporary: _save(temporary, features))
+                save_features(path, _compute(model, modality, loader(dataset), device))
             distributed.barrier(dist)
-            dataset.use_features(modality, np.load(path, mmap_mode="r"))
+            dataset.use_features(modality, load_features(path))
         else:
             served.append(modality)
     return served
@@ -71,12 +66,5 @@ def _compute(model: MultimodalSentimentModel, modality: str, batches: Iterable[d
 
 
 def _key(model: MultimodalSentimentModel, modality: str, data_cfg: DataConfig) -> str:
-    """What the outputs depend on: the backbone's weights and buffers, and how its input is made."""
     made_by = asdict(data_cfg.media) if modality == "video" else {**asdict(data_cfg.text), "model": model.cfg.text_model}
-    return tensors_digest(model.encoders[modality].backbone.state_dict().items(), json.dumps(made_by, sort_keys=True).encode())
-
-
-def _save(path: str, features: np.ndarray) -> None:
-    with open(path, "wb") as handle:  # a handle, so np.save does not append .npy to the temporary name
-        np.save(handle, features)
-
+    return store_key(model.encoders[modality].backbone.state_dict().items(), made_by)
