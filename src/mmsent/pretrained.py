@@ -40,4 +40,8 @@ def load_text_backbone(name: str, pretrained: bool):
     # producing loss") and every checkpoint would carry for nothing. BERT's forward skips a None pooler.
     if getattr(backbone, "pooler", None) is not None:
         backbone.pooler = None
+    # The model's own loss is never used (mmsent's MultiTaskLoss is): set it, so that anything walking
+    # the module's attributes (TensorBoard's graph trace does) does not make transformers pick a default
+    # and warn "`loss_type=None` ... ForCausalLMLoss" in every run.
+    backbone.loss_function = None
     return backbone
