@@ -9,7 +9,7 @@ from pathlib import Path
 from mmsent.arguments import add_config_arguments, config_from_args, given, parse_bool, parse_names
 from mmsent.config import MediaConfig, ModelConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
-from mmsent.errors import SettingsError
+from mmsent.errors import ServiceError, SettingsError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # a usage error, or data that cannot be used as it is
@@ -73,6 +73,27 @@ non_negative_int = _int_at_least(0, "an integer 0 or more")
 def error(message: str) -> int:
     print(f"mmsent: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def aws_session(region: str | None):
+    """A boto3 session for `region` (None: boto3's own choice), refused when no region is known."""
+    import boto3
+
+    session = boto3.Session(region_name=region)
+    if not session.region_name:
+        raise SettingsError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+    return session
+
+
+def aws(call, service: str = "AWS"):
+    """`call()`, with what AWS (or botocore on its way there) refused as a ServiceError naming `service`."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call()
+    except (ClientError, BotoCoreError, Boto3Error) as problem:
+        raise ServiceError(f"{service}: {problem}") from None
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:

@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mmsent.commands.common import EXIT_OK, error, positive_int
+from mmsent.commands.common import EXIT_OK, aws, aws_session, error, positive_int
 from mmsent.environment import Environment
-from mmsent.errors import ServiceError, SettingsError
+from mmsent.errors import SettingsError
 
 
 def add_parsers(commands) -> None:
@@ -63,7 +63,7 @@ def _run_deploy(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.sagemaker.s3 import check_bucket, s3_client, upload_file
 
     version = args.framework_version or DEFAULT_INFERENCE_VERSION
-    session = _session(args.region)
+    session = aws_session(args.region)
     instance_type = None if args.serverless is not None else args.instance_type
     stamp = time.strftime("%Y%m%d-%H%M%S")
     key = f"{args.prefix}/endpoints/{args.endpoint_name}/{stamp}/model.tar.gz"
@@ -82,15 +82,15 @@ def _run_deploy(args: argparse.Namespace, env: Environment) -> int:
                 print_request(request)
             return EXIT_OK
         s3 = s3_client(session)
-        _aws(lambda: check_bucket(s3, args.bucket, session.region_name))
-        _aws(lambda: upload_file(s3, archive, args.bucket, key))
+        aws(lambda: check_bucket(s3, args.bucket, session.region_name))
+        aws(lambda: upload_file(s3, archive, args.bucket, key))
     sagemaker = session.client("sagemaker")
-    _aws(lambda: create_endpoint(sagemaker, requests))
+    aws(lambda: create_endpoint(sagemaker, requests))
     print(f"endpoint {args.endpoint_name}: creating (model {requests['create_model']['ModelName']}, {settings.model_data_url})")
     print(f"try it:  mmsent endpoints invoke {args.endpoint_name} CLIP.mp4;  remove it: mmsent endpoints delete {args.endpoint_name}")
     if not args.wait:
         return EXIT_OK
-    endpoint = _aws(lambda: wait_in_service(sagemaker, args.endpoint_name, args.poll_seconds))
+    endpoint = aws(lambda: wait_in_service(sagemaker, args.endpoint_name, args.poll_seconds))
     if endpoint["EndpointStatus"] != "InService":
         print(f"endpoint {args.endpoint_name} {endpoint['EndpointStatus']}: {endpoint.get('FailureReason', 'no reason given')}",
               file=sys.stderr)  # fmt: skip
@@ -102,35 +102,16 @@ def _job_model(session, job: str, folder: Path) -> Path:
     """The training job's model, downloaded and unpacked (checked as a model dir) into `folder`."""
     from mmsent.sagemaker.jobs import pull
 
-    found = _aws(lambda: pull(session, job, folder))
+    found = aws(lambda: pull(session, job, folder))
     if "model" not in found:
         raise SettingsError(f"training job {job} has no model artifacts (not finished, or failed)")
     return found["model"]
 
 
-def _session(region: str | None):
-    import boto3
-
-    session = boto3.Session(region_name=region)
-    if not session.region_name:
-        raise SettingsError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
-    return session
-
-
-def _aws(call):
-    from boto3.exceptions import Boto3Error
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return call()
-    except (ClientError, BotoCoreError, Boto3Error) as problem:
-        raise ServiceError(f"AWS: {problem}") from None
-
-
 def _run_list(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.sagemaker.deploy import list_endpoints
 
-    found = _aws(lambda: list_endpoints(_session(args.region).client("sagemaker"), args.name_contains or None))
+    found = aws(lambda: list_endpoints(aws_session(args.region).client("sagemaker"), args.name_contains or None))
     for endpoint in found:
         print(f"{endpoint['EndpointName']:<40} {endpoint['EndpointStatus']:<12} {endpoint['CreationTime']:%Y-%m-%d %H:%M}")
     if not found:
@@ -149,8 +130,8 @@ def _run_invoke(args: argparse.Namespace, env: Environment) -> int:
     else:
         body = args.clip.read_bytes()
         content_type = mimetypes.guess_type(args.clip.name)[0] or "application/octet-stream"
-    runtime = _session(args.region).client("sagemaker-runtime")
-    answer = _aws(lambda: runtime.invoke_endpoint(EndpointName=args.endpoint, Body=body, ContentType=content_type,
+    runtime = aws_session(args.region).client("sagemaker-runtime")
+    answer = aws(lambda: runtime.invoke_endpoint(EndpointName=args.endpoint, Body=body, ContentType=content_type,
                                                   Accept="application/json"))  # fmt: skip
     print(answer["Body"].read().decode("utf-8", errors="replace"))
     return EXIT_OK
@@ -159,6 +140,6 @@ def _run_invoke(args: argparse.Namespace, env: Environment) -> int:
 def _run_delete(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.sagemaker.deploy import delete_endpoint
 
-    for line in _aws(lambda: delete_endpoint(_session(args.region).client("sagemaker"), args.endpoint)):
+    for line in aws(lambda: delete_endpoint(aws_session(args.region).client("sagemaker"), args.endpoint)):
         print(f"deleted {line}")
     return EXIT_OK

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from mmsent.arguments import config_from_args
 from mmsent.commands.common import (
-    EXIT_OK, SAMPLE_MEDIA, RaisingParser, add_training_settings, error, model_config, positive_int,
+    EXIT_OK, SAMPLE_MEDIA, RaisingParser, add_training_settings, aws, aws_session, error, model_config, positive_int,
 )  # fmt: skip
 from mmsent.config import MediaConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
-from mmsent.errors import ServiceError, SettingsError
+from mmsent.errors import SettingsError
 
 
 def add_parsers(commands) -> None:
@@ -70,15 +70,6 @@ def add_parsers(commands) -> None:
             action.add_argument("job", help="training job name")
         action.add_argument("--region", help="AWS region (default: boto3's)")
         action.set_defaults(run=run)
-
-
-def _aws_session(region: str | None):
-    import boto3
-
-    session = boto3.Session(region_name=region)
-    if not session.region_name:
-        raise SettingsError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
-    return session
 
 
 def _training_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
@@ -190,7 +181,7 @@ def _launch_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) ->
         if not separator:
             return error(f"--tag {tag!r}: expected KEY=VALUE")
         tags[key] = value
-    session = _aws_session(args.region)
+    session = aws_session(args.region)
     storage = Storage(args.bucket, args.prefix)
     job_name = args.job_name or time.strftime("mmsent-%Y%m%d-%H%M%S")
     if args.data_dir is not None:
@@ -208,13 +199,7 @@ def _launch_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) ->
         volume_size_gb=args.volume_size, input_mode=args.input_mode, spot=args.spot, max_run_seconds=args.max_run,
         max_wait_seconds=args.max_wait, distribution=args.distribution, tags=tags, **job_uris(storage, job_name),
     )  # fmt: skip
-    from boto3.exceptions import Boto3Error
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        request = launch(settings, session, framework_version, data_dir=args.data_dir, dry_run=args.dry_run)
-    except (ClientError, BotoCoreError, Boto3Error) as problem:
-        raise ServiceError(f"AWS: {problem}") from None
+    request = aws(lambda: launch(settings, session, framework_version, data_dir=args.data_dir, dry_run=args.dry_run))
     if args.dry_run:
         print_request(request)
         return EXIT_OK
@@ -230,13 +215,7 @@ def _launch_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) ->
 
 
 def _sagemaker_call(args: argparse.Namespace, call):
-    from boto3.exceptions import Boto3Error
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return call(_aws_session(args.region))
-    except (ClientError, BotoCoreError, Boto3Error) as problem:
-        raise ServiceError(f"SageMaker: {problem}") from None
+    return aws(lambda: call(aws_session(args.region)), "SageMaker")
 
 
 def _run_jobs_list(args: argparse.Namespace, env: Environment) -> int:

@@ -33,7 +33,7 @@ import torch
 
 from mmsent.config import MediaConfig
 from mmsent.data.layout import SplitFiles
-from mmsent.data.media import ISSUES, decode_clip, log_mel, map_clips
+from mmsent.data.media import ISSUES, DecodedClip, decode_clip, log_mel, map_clips
 from mmsent.data.meld import Utterance, read_meld_csv
 from mmsent.files import LockHeld, exclusive_lock, write_json_atomic
 from mmsent.errors import MmsentError
@@ -251,7 +251,11 @@ def _fill_split(folder: Path, files: SplitFiles, utterances: list[Utterance], me
 
 def decode_item(path: Path | None, media: MediaConfig, *, video: bool = True, audio: bool = True) -> CachedItem:
     """What an item needs from its clip, decoded afresh: the same thing the cache stores."""
-    clip = decode_clip(path, media, video=video, audio=audio)
+    return as_item(decode_clip(path, media, video=video, audio=audio), media)
+
+
+def as_item(clip: DecodedClip, media: MediaConfig) -> CachedItem:
+    """A decoded clip (or one window of it) as the model's inputs need it: its frames, its log-mel."""
     mel = log_mel(clip.waveform, media) if clip.has_audio else None
     return CachedItem(clip.frames, mel, clip.has_video, clip.has_audio, clip.issues)
 

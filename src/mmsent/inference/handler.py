@@ -46,7 +46,7 @@ class RequestError(_StatusError):
 
     @property
     def body(self) -> str:
-        return json.dumps({"error": self.problem})
+        return self.message  # the JSON the toolkit sends as its message
 
 
 @dataclass(frozen=True)

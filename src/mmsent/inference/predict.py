@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from mmsent.config import DataConfig, MediaConfig
-from mmsent.data.cache import CachedItem
+from mmsent.data.cache import CachedItem, as_item
 from mmsent.data.dataset import collate, media_fields
-from mmsent.data.media import decode_windows, log_mel, map_clips
+from mmsent.data.media import decode_windows, map_clips
 from mmsent.labels import TASKS
 from mmsent.model_dir import load_model_dir
 from mmsent.training.precision import choose_precision
@@ -83,9 +83,7 @@ def decode_for_prediction(path: Path | None, media: MediaConfig, video: bool, au
     plan = functools.partial(plan_windows, seconds=media.audio_seconds, every=every)
     clips = decode_windows(path, media, plan, video=video, audio=audio)
     spans = plan(clips[0].duration) or [None]  # the plan decode_windows followed: one clip per window
-    return [(span, CachedItem(clip.frames, log_mel(clip.waveform, media) if clip.has_audio else None,
-                              clip.has_video, clip.has_audio, clip.issues))
-            for span, clip in zip(spans, clips)]  # fmt: skip
+    return [(span, as_item(clip, media)) for span, clip in zip(spans, clips)]
 
 
 class Predictor:

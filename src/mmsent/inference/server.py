@@ -39,9 +39,8 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port must lie in 0..65535, got {self.port}")
-        for name in ("threads",):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.threads < 1:
+            raise SettingsError(f"threads must be at least 1, got {self.threads}")
         for name in ("max_body_mb", "timeout", "stop_grace"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be a positive number, got {getattr(self, name)}")

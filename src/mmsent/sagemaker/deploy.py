@@ -11,19 +11,16 @@ serverless memory), and the Endpoint.
 
 from __future__ import annotations
 
-import gzip
-import io
 import re
 import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import mmsent
+from mmsent.errors import SettingsError
 from mmsent.model_dir import CONFIG, LABELS, TEXT, WEIGHTS, load_model_dir
 from mmsent.sagemaker.images import INSTANCE_TYPE, inference_image
-from mmsent.sagemaker.package import add_bytes, conflicts_with, requirements_for
-from mmsent.errors import SettingsError
+from mmsent.sagemaker.package import add_bytes, add_code, conflicts_with, requirements_for, write_tar_gz
 
 ENTRY_MODULE = "inference.py"
 _ENTRY_SCRIPT = '''"""What SageMaker's PyTorch inference toolkit imports: mmsent's handler functions."""
@@ -69,24 +66,16 @@ def build_model_archive(model_dir: Path, destination: Path, framework_version: s
     image = inference_image(framework_version)
     if conflicts := conflicts_with(image, f"pytorch-inference {framework_version}"):
         raise SettingsError(f"pytorch-inference {framework_version} cannot run the handler's requirements:\n  " + "\n  ".join(conflicts))
-    package_root = Path(mmsent.__file__).resolve().parent
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+
+    def fill(archive: tarfile.TarFile) -> None:
         for name in (WEIGHTS, CONFIG, LABELS):
             add_bytes(archive, name, (model_dir / name).read_bytes())
         for path in sorted((model_dir / TEXT).rglob("*")) if (model_dir / TEXT).is_dir() else []:
             if path.is_file():
                 add_bytes(archive, path.relative_to(model_dir).as_posix(), path.read_bytes())
-        add_bytes(archive, f"code/{ENTRY_MODULE}", _ENTRY_SCRIPT.encode())
-        add_bytes(archive, "code/requirements.txt", ("\n".join(requirements_for(image)) + "\n").encode())
-        for path in sorted(package_root.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                add_bytes(archive, f"code/mmsent/{path.relative_to(package_root).as_posix()}", path.read_bytes())
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with destination.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped:
-        zipped.write(buffer.getvalue())
-    return destination
+        add_code(archive, "code/", ENTRY_MODULE, _ENTRY_SCRIPT, requirements_for(image))
+
+    return write_tar_gz(destination, fill)
 
 
 def endpoint_requests(settings: EndpointSettings, stamp: str | None = None) -> dict[str, dict]:

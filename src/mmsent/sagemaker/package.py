@@ -97,18 +97,28 @@ def build_sourcedir(destination: Path, framework_version: str = DEFAULT_FRAMEWOR
                     image: FrameworkImage | None = None) -> Path:
     """Write sourcedir.tar.gz, for the training image of `framework_version` (or the packages of
     `image`, e.g. `this_environment()`), to `destination` (a file path)."""
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    requirements = requirements_for(image or framework_image(framework_version))
+    return write_tar_gz(destination, lambda archive: add_code(archive, "", ENTRY_POINT, _ENTRY_SCRIPT, requirements))
+
+
+def add_code(archive: tarfile.TarFile, prefix: str, entry_name: str, entry_script: str, requirements: list[str]) -> None:
+    """What an AWS image runs, under `prefix`: the entry script, requirements.txt, the mmsent package as source."""
+    add_bytes(archive, prefix + entry_name, entry_script.encode())
+    add_bytes(archive, prefix + "requirements.txt", ("\n".join(requirements) + "\n").encode())
     package_root = Path(mmsent.__file__).resolve().parent
+    for path in sorted(package_root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            add_bytes(archive, f"{prefix}mmsent/{path.relative_to(package_root).as_posix()}", path.read_bytes())
+
+
+def write_tar_gz(destination: Path, fill) -> Path:
+    """A .tar.gz of what `fill(archive)` adds, byte-for-byte reproducible: members with fixed times
+    (add_bytes), and no name and mtime=0 in the gzip header too."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        add_bytes(archive, ENTRY_POINT, _ENTRY_SCRIPT.encode())
-        requirements = requirements_for(image or framework_image(framework_version))
-        add_bytes(archive, "requirements.txt", ("\n".join(requirements) + "\n").encode())
-        for path in sorted(package_root.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                add_bytes(archive, f"mmsent/{path.relative_to(package_root).as_posix()}", path.read_bytes())
-    # No name and mtime=0 in the gzip header too: the same sources give the same bytes.
+        fill(archive)
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
     with destination.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped:
         zipped.write(buffer.getvalue())
     return destination
