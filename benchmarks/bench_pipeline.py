@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import wave
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import av
@@ -52,30 +53,47 @@ FREEZE = {"text fine-tuned": "video", "text frozen": "video,text"}
 # The clips and the dataset around them
 
 
-def make_dataset(root: Path, train_clips: int, dev_clips: int, seed: int = 0) -> Path:
+def make_dataset(root: Path, train_clips: int, dev_clips: int, seed: int = 0, size: tuple[int, int] = (1280, 720),
+                 workers: int = 1) -> Path:
+    """MELD.Raw-shaped train and dev splits of clips 2 to 6 s long, `size` (width, height) pixels,
+    encoded by `workers` processes: what each clip shows is drawn in order from `seed`, whatever their number."""
+    width, height = size
     rng = np.random.default_rng(seed)
     emotions = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
     sentiments = {"neutral": "neutral", "joy": "positive", "surprise": "positive"}
+    jobs = []
     for split, count, folder in (("train", train_clips, "train_splits"), ("dev", dev_clips, "dev_splits_complete")):
         clips = root / split / folder
         clips.mkdir(parents=True)
         rows = []
         for i in range(count):
             seconds = float(rng.uniform(2, 6))
-            frames = round(seconds * 24)
-            # A textured background that drifts: motion estimation and residuals cost what real video costs.
-            texture = rng.integers(0, 255, (720 // 8 + 8, 1280 // 8 + 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
-            video = np.stack([np.roll(texture, (k, 2 * k), axis=(0, 1))[:720, :1280] for k in range(frames)])
-            t = np.arange(round(seconds * 48_000)) / 48_000
-            audio = np.stack([0.2 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t)]).astype(np.float32)
-            encode_clip(clips / f"dia{i}_utt0.mp4", video, 24, audio, 48_000, crf=23, preset="veryfast")
+            texture = rng.integers(0, 255, (height // 8 + 8, width // 8 + 8, 3), dtype=np.uint8)
+            jobs.append((clips / f"dia{i}_utt0.mp4", seconds, texture, width, height))
             emotion = emotions[i % len(emotions)]
             rows.append({"Sr No.": i + 1, "Utterance": f"Line number {i} of the benchmark, said with {emotion}.",
                          "Speaker": "Ross", "Emotion": emotion, "Sentiment": sentiments.get(emotion, "negative"),
                          "Dialogue_ID": i, "Utterance_ID": 0, "Season": 1, "Episode": 1,
                          "StartTime": "00:00:01,000", "EndTime": "00:00:04,000"})  # fmt: skip
         write_meld_csv(root / split / f"{split}_sent_emo.csv", rows)
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(_write_clip, jobs, chunksize=4))
+    else:
+        for job in jobs:
+            _write_clip(job)
     return root
+
+
+def _write_clip(job: tuple[Path, float, np.ndarray, int, int]) -> None:
+    path, seconds, texture, width, height = job
+    frames = round(seconds * 24)
+    # A textured background that drifts: motion estimation and residuals cost what real video costs.
+    texture = texture.repeat(8, 0).repeat(8, 1)
+    video = np.stack([np.roll(texture, (k, 2 * k), axis=(0, 1))[:height, :width] for k in range(frames)])
+    t = np.arange(round(seconds * 48_000)) / 48_000
+    audio = np.stack([0.2 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t)]).astype(np.float32)
+    encode_clip(path, video, 24, audio, 48_000, crf=23, preset="veryfast")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ table and writes it as JSON to OUT/gpu_check.json.
                   best epoch and test emotion weighted F1 within AMP_TOLERANCE; the checkpoint's scaler state.
   2. torchrun     `torchrun --standalone --nproc-per-node N` (N = GPUs; NCCL), one epoch: one model dir,
                   validation gathered over every dev item.
-  3. throughput   MELD-shaped data (720p H.264 clips made here, cached once): training samples/s for
+  3. throughput   MELD-shaped data (bench_pipeline's 720p H.264 clips, made here on every core, once): training samples/s for
                   (a) decoding every epoch with --num-workers 0, 4, 8, (b) the media cache, (c) cached
                   frozen outputs with the text encoder fine-tuned; GPU busy % over the training epoch
                   (nvidia-smi, 5 samples/s) and peak GPU memory (torch, from the run's timings.json).
@@ -32,16 +32,18 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from bench_pipeline import make_dataset  # MELD-shaped 720p clips (this folder is on the path)
 
 AMP_TOLERANCE = 0.02  # test emotion weighted F1, resumed vs uninterrupted: GPU kernels are not bitwise deterministic
 CPU_TOLERANCE = 1e-6  # on the CPU a resumed run repeats the uninterrupted one
@@ -146,7 +148,10 @@ class GpuCheck:
     def throughput(self) -> dict:
         data = self.out / "meld-shaped"
         if not (data / "done").is_file():
-            make_meld_shaped(data, self.clips, dev=4 if self.dry else 64, tiny=self.dry)
+            shutil.rmtree(data, ignore_errors=True)  # a run stopped while writing it
+            make_dataset(data, self.clips, 4 if self.dry else 64, size=(160, 90) if self.dry else (1280, 720),
+                         workers=os.cpu_count() or 1)  # fmt: skip
+            (data / "done").write_text("ok\n")
         subset = str(min(self.clips, 8 if self.dry else 256))
         cache = self.out / "media-cache"
         runs = {f"decode every epoch, {w} workers": ["--num-workers", str(w), "--max-train-samples", subset]
@@ -307,45 +312,6 @@ class GpuSampler:
         end = self.end or time.monotonic()
         inside = [value for at, value in self.samples if self.start <= at <= end]
         return round(float(np.mean(inside)), 1) if inside else None
-
-
-def _write_clip(job: tuple[Path, float, int, int, int]) -> None:
-    from mmsent.data.sample import encode_clip
-
-    path, seconds, width, height, seed = job
-    rng = np.random.default_rng(seed)
-    frames = round(seconds * 24)
-    # A textured background that drifts: motion estimation and residuals cost what real video costs.
-    texture = rng.integers(0, 255, (height // 8 + 8, width // 8 + 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
-    video = np.stack([np.roll(texture, (k, 2 * k), axis=(0, 1))[:height, :width] for k in range(frames)])
-    t = np.arange(round(seconds * 48_000)) / 48_000
-    audio = np.stack([0.2 * np.sin(2 * np.pi * (200 + seed % 200) * t)] * 2).astype(np.float32)
-    encode_clip(path, video, 24, audio, 48_000, crf=23, preset="veryfast")
-
-
-def make_meld_shaped(root: Path, clips: int, dev: int, tiny: bool) -> None:
-    """MELD.Raw-shaped train and dev splits: 1280x720 H.264 (B-frames) + AAC, 2 to 6 s (tiny: 160x90),
-    written by a process per core, with MELD-like transcripts and labels."""
-    from mmsent.data.meld import write_meld_csv
-    from mmsent.labels import EMOTIONS
-
-    width, height = (160, 90) if tiny else (1280, 720)
-    rng = np.random.default_rng(0)
-    jobs = []
-    for split, count, folder in (("train", clips, "train_splits"), ("dev", dev, "dev_splits_complete")):
-        (root / split / folder).mkdir(parents=True, exist_ok=True)
-        rows = []
-        for i in range(count):
-            emotion = EMOTIONS[i % len(EMOTIONS)]
-            jobs.append((root / split / folder / f"dia{i}_utt0.mp4", float(rng.uniform(2, 6)), width, height, i))
-            rows.append({"Sr No.": i + 1, "Utterance": f"Line {i}: I can't believe it, said with {emotion}.", "Speaker": "Ross",
-                         "Emotion": emotion, "Sentiment": "positive" if emotion in ("joy", "surprise") else
-                         "neutral" if emotion == "neutral" else "negative", "Dialogue_ID": i, "Utterance_ID": 0,
-                         "Season": 1, "Episode": 1, "StartTime": "00:00:01,000", "EndTime": "00:00:04,000"})  # fmt: skip
-        write_meld_csv(root / split / f"{split}_sent_emo.csv", rows)
-    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
-        list(pool.map(_write_clip, jobs, chunksize=4))
-    (root / "done").write_text("ok\n")
 
 
 def synthetic_batch(size: int, media, device: torch.device) -> dict:
