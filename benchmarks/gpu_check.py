@@ -320,6 +320,7 @@ def synthetic_batch(size: int, media, device: torch.device) -> dict:
     return {
         "input_ids": torch.randint(1000, 5000, (size, 40), device=device),
         "attention_mask": torch.ones(size, 40, dtype=torch.long, device=device),
+        "target_mask": torch.ones(size, 40, dtype=torch.long, device=device),
         "text_present": torch.ones(size, dtype=torch.bool, device=device),
         "frames": torch.randn(size, 3, media.num_frames, media.frame_size, media.frame_size, device=device),
         "video_present": torch.ones(size, dtype=torch.bool, device=device),

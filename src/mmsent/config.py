@@ -55,11 +55,22 @@ class MediaConfig:
 class TextConfig:
     """How an utterance becomes token ids (the tokenizer is the text model's: ModelConfig.text_model)."""
 
-    max_tokens: int = 96  # MELD's longest utterance is about 90 word pieces
+    max_tokens: int = 96  # MELD's longest utterance is about 90 word pieces; context turns need more room
+    context_past: int = 0  # turns of the same dialogue before the utterance read with it, each as "Speaker: utterance"
+    context_future: int = 0  # turns after it, likewise; over max_tokens the farthest turns go first, never the utterance
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 2:
-            raise SettingsError(f"max_tokens must be at least 2, got {self.max_tokens}")
+        for name in ("context_past", "context_future"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must be 0 or more turns, got {getattr(self, name)}")
+        specials = 2 + (self.context_past > 0) + (self.context_future > 0)  # [CLS] and one [SEP] per segment
+        if self.max_tokens < specials + 1:
+            raise SettingsError(f"max_tokens must be at least {specials + 1} (the special tokens and one of the "
+                                f"utterance's), got {self.max_tokens}")
+
+    @property
+    def uses_context(self) -> bool:
+        return self.context_past > 0 or self.context_future > 0
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,7 @@ class TrainConfig:
     amp: bool = False  # mixed precision on CUDA (bf16 where supported, else fp16); no effect on CPU
     amp_dtype: str = "auto"  # with --amp: auto (bf16 where the GPU has it, else fp16 with loss scaling) | bf16 | fp16
     num_workers: int = 2  # DataLoader processes decoding clips; raise it when the GPU waits on data
+    group_by_length: bool = True  # batch utterances of about one token length together: far less padding for the text encoder
     max_train_samples: int | None = None  # train on a random subset this big, for quick experiments
     early_stopping_patience: int = 0  # stop after this many epochs without a better emotion F1; 0: never
     seed: int = 42  # the same seed repeats a run on CPU
@@ -180,8 +192,10 @@ class TrainConfig:
 
 def data_config_from_dict(values: dict) -> DataConfig:
     """Rebuild a DataConfig written as JSON (tuples come back as lists)."""
+    # A model dir from before context turns existed read each utterance alone: 0 and 0, whatever today's defaults.
+    text = {"context_past": 0, "context_future": 0} | values["text"]
     return DataConfig(
-        text=TextConfig(**values["text"]),
+        text=TextConfig(**text),
         media=MediaConfig(**values["media"]),
         modalities=tuple(values["modalities"]),
     )

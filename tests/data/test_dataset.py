@@ -82,7 +82,8 @@ def test_text_only_dataset_needs_no_clips(meld_dir, tokenizer):
     dataset = MeldDataset(read_meld_csv(splits["dev"].csv_path)[:50], splits["dev"], tokenizer,
                           DataConfig(text=TextConfig(max_tokens=64), modalities=("text",)))
     batch = collate([dataset[i] for i in range(len(dataset))])
-    assert set(batch) == {"index", "emotion", "sentiment", "issues", "input_ids", "attention_mask", "text_present"}
+    assert set(batch) == {"index", "emotion", "sentiment", "issues", "input_ids", "attention_mask", "target_mask",
+                          "text_present"}
     assert batch["text_present"].all()  # every MELD row has its transcript
     assert batch["input_ids"].shape[0] == 50
 

@@ -14,6 +14,7 @@ def _batch(size: int = 3, tokens: int = 7) -> dict:
     return {
         "input_ids": torch.randint(1000, 2000, (size, tokens), generator=generator),
         "attention_mask": torch.ones(size, tokens, dtype=torch.long),
+        "target_mask": torch.ones(size, tokens, dtype=torch.long),
         "text_present": torch.ones(size, dtype=torch.bool),
         "frames": torch.randn(size, 3, MEDIA.num_frames, MEDIA.frame_size, MEDIA.frame_size, generator=generator),
         "video_present": torch.ones(size, dtype=torch.bool),

@@ -58,6 +58,7 @@ def add_parsers(commands) -> None:
 
 def _requests(args: argparse.Namespace):
     from mmsent.data.meld import read_meld_csv
+    from mmsent.data.text_inputs import dialogue_inputs
     from mmsent.inference.predict import Request
 
     if args.csv is not None:
@@ -66,9 +67,11 @@ def _requests(args: argparse.Namespace):
         if args.clips_dir is not None and not args.clips_dir.is_dir():
             raise SettingsError(f"--clips-dir {args.clips_dir}: no such folder")
         rows = read_meld_csv(args.csv, require_labels=False)
+        # Each row carries its whole dialogue; a model trained with context turns reads as many as it was trained with.
         return [Request(clip=args.clips_dir / row.clip_name if args.clips_dir is not None else None, text=row.text,
-                        name=row.clip_name, labels=None if row.emotion is None else {"emotion": row.emotion, "sentiment": row.sentiment})
-                for row in rows]  # fmt: skip
+                        name=row.clip_name, labels=None if row.emotion is None else {"emotion": row.emotion, "sentiment": row.sentiment},
+                        speaker=context.speaker, past=context.past, future=context.future)
+                for row, context in zip(rows, dialogue_inputs(rows))]  # fmt: skip
     if args.clips_dir is not None:
         raise SettingsError("--clips-dir goes with --csv (the CSV names the clips)")
     if not args.clips:

@@ -19,6 +19,7 @@ from mmsent.data.cache import CachedItem, SplitCache, decode_item
 from mmsent.data.layout import SplitFiles
 from mmsent.data.media import empty_frames, empty_log_mel, frames_to_tensor
 from mmsent.data.meld import Utterance, read_meld_csv
+from mmsent.data.text_inputs import TOKEN_COLUMNS, dialogue_inputs, encode_texts
 from mmsent.errors import SettingsError
 from mmsent.features import batch_key
 
@@ -38,16 +39,8 @@ class MeldDataset(Dataset):
         self.use_text = "text" in cfg.modalities
         self.use_video = "video" in cfg.modalities
         self.use_audio = "audio" in cfg.modalities
-        if self.use_text:
-            encoded = tokenizer(
-                [u.text for u in self.utterances],
-                max_length=cfg.text.max_tokens,
-                truncation=True,
-                padding="max_length",
-                return_tensors="pt",
-            )
-            self.input_ids = encoded["input_ids"]
-            self.attention_mask = encoded["attention_mask"]
+        if self.use_text:  # once per split, with the dialogue's turns where the config asks for them
+            self.tokens = encode_texts(tokenizer, dialogue_inputs(self.utterances, cfg.text.context_past, cfg.text.context_future), cfg.text)
 
     @classmethod
     def from_split(cls, split: SplitFiles, tokenizer, cfg: DataConfig, media_cache: SplitCache | None = None) -> "MeldDataset":
@@ -81,8 +74,7 @@ class MeldDataset(Dataset):
         if "text" in self.features:
             item[batch_key("text")] = self._features("text", index)
         elif self.use_text:
-            item["input_ids"] = self.input_ids[index]
-            item["attention_mask"] = self.attention_mask[index]
+            item |= {name: column[index] for name, column in self.tokens.items()}
         if self.use_video or self.use_audio:
             need_frames = self.use_video and "video" not in self.features
             item |= media_fields(self._media(index, need_frames), self.cfg, frames=need_frames)
@@ -99,6 +91,10 @@ class MeldDataset(Dataset):
             return self.media_cache.item(index, frames=need_frames)
         path = self.split.clip_path(self.utterances[index].clip_name) if self.split is not None else None
         return decode_item(path, self.cfg.media, video=self.use_video, audio=self.use_audio)
+
+    def token_lengths(self) -> list[int]:
+        """Each item's real tokens (with its context turns): what its batch's width will be at least."""
+        return self.tokens["attention_mask"].sum(dim=1).tolist()
 
     def labels(self, task: str) -> list[int]:
         """A head's labels read from the CSV, without decoding a single clip (for class weights)."""
@@ -129,10 +125,10 @@ def collate(items: list[dict]) -> dict:
     }
     first = items[0]
     if "input_ids" in first:
-        mask = torch.stack([item["attention_mask"] for item in items])
+        mask = torch.stack([item["attention_mask"] for item in items])  # a row's tokens come first, then padding
         width = max(int(mask.sum(dim=1).max()), 1)
-        batch["attention_mask"] = mask[:, :width]
-        batch["input_ids"] = torch.stack([item["input_ids"] for item in items])[:, :width]
+        for name in TOKEN_COLUMNS:
+            batch[name] = torch.stack([item[name] for item in items])[:, :width]
     for key in ("frames", batch_key("video"), "log_mel", batch_key("text")):
         if key in first:
             batch[key] = torch.stack([item[key] for item in items])

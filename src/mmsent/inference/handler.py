@@ -4,7 +4,9 @@ that `mmsent serve` calls the same way.
 
 Requests:
     video/*, audio/*, application/octet-stream   the clip's bytes (any file FFmpeg reads)
-    application/json    {"text": "what was said", "media": "<base64 clip>", "windows": SECONDS}, any of them
+    application/json    {"text": "what was said", "media": "<base64 clip>", "windows": SECONDS}, any of them;
+                        with "speaker" and the dialogue's turns around it, "past" and "future" (each a list
+                        of {"speaker": ..., "text": ...}, in dialogue order), for a model trained with context
     text/plain          the transcript alone
 Response (application/json): {"predictions": [one object per window: emotion, sentiment, every class's
 probability, which modalities were present, media issues]}.
@@ -21,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmsent.data.meld import normalize_text
+from mmsent.data.text_inputs import Turn, normalize_speaker
 from mmsent.inference.predict import Predictor, Request
 
 try:  # inside the AWS inference container: the toolkit answers with this error's status_code
@@ -54,6 +58,9 @@ class Input:
     media: bytes | None = None
     text: str | None = None
     windows: float | None = None  # seconds per window: a timeline; None: the centre window
+    speaker: str = ""
+    past: tuple[Turn, ...] = ()
+    future: tuple[Turn, ...] = ()
 
 
 def model_fn(model_dir: str) -> Predictor:
@@ -92,9 +99,13 @@ def _json_input(body: bytes) -> Input:
         raise RequestError(400, f"the body is not valid JSON: {error}") from None
     if not isinstance(fields, dict):
         raise RequestError(400, "the JSON body must be an object: {\"text\": ..., \"media\": ..., \"windows\": ...}")
-    unknown = sorted(set(fields) - {"text", "media", "windows"})
+    unknown = sorted(set(fields) - {"text", "media", "windows", "speaker", "past", "future"})
     if unknown:
-        raise RequestError(400, f"unknown field(s) {', '.join(unknown)}; expected text, media (base64), windows (seconds)")
+        raise RequestError(400, f"unknown field(s) {', '.join(unknown)}; expected text, media (base64), windows (seconds), "
+                                "speaker, past and future (turns)")  # fmt: skip
+    speaker = fields.get("speaker") or ""
+    if not isinstance(speaker, str):
+        raise RequestError(400, "\"speaker\" must be a string")
     text, media, windows = fields.get("text"), fields.get("media"), fields.get("windows")
     if text is not None and not isinstance(text, str):
         raise RequestError(400, "\"text\" must be a string")
@@ -109,7 +120,20 @@ def _json_input(body: bytes) -> Input:
         raise RequestError(400, f"\"windows\" must be a positive number of seconds, got {windows!r}")
     if not media and not (text or "").strip():
         raise RequestError(400, "nothing to classify: give \"text\", \"media\" or both")
-    return Input(media=media or None, text=text, windows=float(windows) if windows is not None else None)
+    return Input(media=media or None, text=text, windows=float(windows) if windows is not None else None,
+                 speaker=normalize_speaker(speaker), past=_turns(fields, "past"), future=_turns(fields, "future"))
+
+
+def _turns(fields: dict, side: str) -> tuple[Turn, ...]:
+    turns = fields.get(side) or []
+    shape = f"\"{side}\" must be a list of {{\"speaker\": ..., \"text\": ...}} turns in dialogue order"
+    if not isinstance(turns, list):
+        raise RequestError(400, shape)
+    for turn in turns:
+        if not isinstance(turn, dict) or not isinstance(turn.get("text"), str) or not isinstance(turn.get("speaker", ""), str) \
+                or set(turn) - {"speaker", "text"}:
+            raise RequestError(400, f"{shape}; got {json.dumps(turn)[:100]}")
+    return tuple(Turn(normalize_speaker(t.get("speaker", "")), normalize_text(t["text"])) for t in turns)
 
 
 def predict_fn(data: Input, model: Predictor) -> list[dict]:
@@ -122,7 +146,8 @@ def predict_fn(data: Input, model: Predictor) -> list[dict]:
             clip.write_bytes(data.media)
         if data.windows is not None and clip is None:
             raise RequestError(400, "\"windows\" needs \"media\": a transcript has no timeline")
-        predictions = model.predict([Request(clip=clip, text=data.text, name="request")], every=data.windows)
+        request = Request(clip=clip, text=data.text, name="request", speaker=data.speaker, past=data.past, future=data.future)
+        predictions = model.predict([request], every=data.windows)
     if len(predictions) > MAX_WINDOWS:
         raise RequestError(413, f"{len(predictions)} windows: more than {MAX_WINDOWS}; choose longer windows")
     if not any(any(p.present.values()) for p in predictions):

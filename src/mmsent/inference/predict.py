@@ -24,6 +24,8 @@ from mmsent.config import DataConfig, MediaConfig
 from mmsent.data.cache import CachedItem, as_item
 from mmsent.data.dataset import collate, media_fields
 from mmsent.data.media import decode_windows, map_clips
+from mmsent.data.meld import normalize_text
+from mmsent.data.text_inputs import TextInput, Turn, encode_texts
 from mmsent.labels import TASKS
 from mmsent.model_dir import load_model_dir
 from mmsent.training.precision import choose_precision
@@ -38,6 +40,9 @@ class Request:
     text: str | None = None  # None or blank: no transcript (text absent)
     name: str = ""  # how results name it (default: the clip's path)
     labels: dict[str, int] | None = None  # true class indices, from a labelled CSV: for metrics
+    speaker: str = ""  # who says `text`, and the dialogue's turns around it: read where the model was
+    past: tuple[Turn, ...] = ()  # trained with context turns (as many as it was trained with), else ignored
+    future: tuple[Turn, ...] = ()
 
 
 @dataclass
@@ -126,16 +131,16 @@ class Predictor:
     def _score(self, rows: list) -> list[Prediction]:
         cfg: DataConfig = self.data_cfg
         items = []
-        texts = [(text or "").strip() for _, text, _, _ in rows]
+        texts = [normalize_text(text or "") for _, text, _, _ in rows]  # as read_meld_csv normalised training's
         if "text" in cfg.modalities:
+            inputs = [TextInput(text, r.speaker, r.past, r.future) for text, (r, _, _, _) in zip(texts, rows)]
             with self.tokenizer_lock:
-                    encoded = self.tokenizer(texts, max_length=cfg.text.max_tokens, truncation=True, padding="max_length",
-                                         return_tensors="pt")  # fmt: skip
+                encoded = encode_texts(self.tokenizer, inputs, cfg.text)
         for position, (request, _, _, clip) in enumerate(rows):
             item: dict = {"index": position, "emotion": 0, "sentiment": 0, "issues": ()}
             if "text" in cfg.modalities:
-                item |= {"input_ids": encoded["input_ids"][position], "attention_mask": encoded["attention_mask"][position],
-                         "text_present": bool(texts[position])}  # fmt: skip
+                item |= {name: column[position] for name, column in encoded.items()}
+                item["text_present"] = bool(texts[position])
             if clip is None:  # no clip given: video and audio absent, and nothing wrong with them
                 clip = CachedItem(None, None, False, False, ())
             item |= media_fields(clip, cfg)

@@ -15,21 +15,22 @@ def _projection(in_features: int, out_features: int, dropout: float) -> nn.Seque
 
 
 class TextEncoder(nn.Module):
-    """A transformers encoder, mean-pooled over real tokens (as sentence-transformers trains MiniLM)."""
+    """A transformers encoder, mean-pooled (as sentence-transformers trains MiniLM) over the target
+    utterance's tokens: all real tokens without context turns, its own span with them (data/text_inputs.py)."""
 
     def __init__(self, source: str, embed_dim: int, dropout: float, pretrained: bool = True) -> None:
         super().__init__()
         self.backbone = load_text_backbone(source, pretrained)
         self.projection = _projection(self.backbone.config.hidden_size, embed_dim, dropout)
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The backbone's output, mean-pooled: what a frozen text backbone's cache holds."""
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+        """The backbone's output, mean-pooled over the target: what a frozen text backbone's cache holds."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        mask = target_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.features(input_ids, attention_mask))
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.features(input_ids, attention_mask, target_mask))
 
 
 class VideoEncoder(nn.Module):

@@ -22,7 +22,7 @@ from mmsent.model.encoders import AudioEncoder, TextEncoder, VideoEncoder
 
 # The model's input names for each modality, and the name of its presence mask.
 INPUTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "text": (("input_ids", "attention_mask"), "text_present"),
+    "text": (("input_ids", "attention_mask", "target_mask"), "text_present"),
     "video": (("frames",), "video_present"),
     "audio": (("log_mel",), "audio_present"),
 }

@@ -1,0 +1,97 @@
+"""Text-only training speed on real MELD utterances: what batching by length, fused AdamW and
+dialogue context each cost or save, side by side in one run.
+
+Each variant trains the default text-only model (offline MiniLM fine-tuned, fusion, both heads)
+for `--steps` batches of 16 from MELD's train CSV, drawn by the sampler training uses, the loss and
+optimizer as training builds them; after `--warmup` batches, the mean seconds per batch times
+the batches in an epoch give the epoch's training minutes:
+  - random batches, foreach AdamW     (mmsent before length grouping and the fused optimizer)
+  - grouped by length, foreach AdamW
+  - grouped by length, fused AdamW    (the defaults, no context)
+  - the defaults with context turns: past 2; past 2 + future 1; past 4 + future 2
+
+    .venv/bin/python benchmarks/bench_text.py [--steps 60] [--data-dir ../shared/data/meld]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from mmsent.config import DataConfig, ModelConfig, TextConfig, TrainConfig
+from mmsent.data.dataset import MeldDataset
+from mmsent.data.layout import find_splits
+from mmsent.data.loader import make_loader
+from mmsent.model.fusion import MultimodalSentimentModel
+from mmsent.pretrained import load_tokenizer
+from mmsent.training.distributed import DistInfo
+from mmsent.training.loop import parameter_groups
+from mmsent.training.loss import MultiTaskLoss
+from mmsent.training.sampler import ResumableSampler
+
+SHARED_MELD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meld"
+VARIANTS = (  # name, grouped, fused, TextConfig
+    ("random batches, foreach AdamW", False, False, TextConfig()),
+    ("grouped, foreach AdamW", True, False, TextConfig()),
+    ("grouped, fused AdamW (default)", True, True, TextConfig()),
+    ("default + past 2", True, True, TextConfig(max_tokens=128, context_past=2)),
+    ("default + past 2, future 1", True, True, TextConfig(max_tokens=160, context_past=2, context_future=1)),
+    ("default + past 4, future 2", True, True, TextConfig(max_tokens=256, context_past=4, context_future=2)),
+)
+
+
+def seconds_per_batch(train_file, tokenizer, grouped: bool, fused: bool, text: TextConfig, steps: int, warmup: int) -> tuple[float, int, float]:
+    """(mean seconds per batch after warm-up, batches per epoch, mean token width of a batch)."""
+    cfg = TrainConfig()
+    data_cfg = DataConfig(text=text, modalities=("text",))
+    dataset = MeldDataset.from_split(train_file, tokenizer, data_cfg)
+    lengths = dataset.token_lengths() if grouped else None
+    sampler = ResumableSampler(dataset, DistInfo(), shuffle=True, seed=0, lengths=lengths, batch_size=cfg.batch_size)
+    sampler.set_epoch(1)  # not epoch 0: grouping puts the widest batch first, which would skew a short sample
+    loader = make_loader(dataset, cfg.batch_size, 0, torch.device("cpu"), sampler)
+    torch.manual_seed(0)
+    model = MultimodalSentimentModel(ModelConfig(modalities=("text",))).train()
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), fused=fused)
+    loss_fn = MultiTaskLoss({}, cfg.label_smoothing, cfg.sentiment_loss_weight)
+    timed, widths = [], []
+    for step, batch in enumerate(itertools.islice(loader, warmup + steps)):
+        started = time.perf_counter()
+        loss = loss_fn(model(batch), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        if step >= warmup:
+            timed.append(time.perf_counter() - started)
+            widths.append(batch["input_ids"].shape[1])
+    return sum(timed) / len(timed), math.ceil(len(dataset) / cfg.batch_size), sum(widths) / len(widths)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=60, help="timed batches per variant")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--data-dir", type=Path, default=SHARED_MELD)
+    args = parser.parse_args()
+    if not (args.data_dir / "train_sent_emo.csv").is_file():
+        parser.error(f"no MELD CSVs in {args.data_dir}: give --data-dir")
+    train_file = find_splits(args.data_dir)["train"]
+    tokenizer = load_tokenizer("default")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.steps} timed batches of 16 per variant\n")
+    print("| variant | mean batch width (tokens) | ms/batch | epoch min | vs first |")
+    print("|---|---:|---:|---:|---:|")
+    first = None
+    for name, grouped, fused, text in VARIANTS:
+        seconds, batches, width = seconds_per_batch(train_file, tokenizer, grouped, fused, text, args.steps, args.warmup)
+        epoch_minutes = seconds * batches / 60
+        first = first or epoch_minutes
+        print(f"| {name} | {width:.0f} | {seconds * 1000:.0f} | {epoch_minutes:.1f} | {epoch_minutes / first:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
