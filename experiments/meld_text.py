@@ -28,6 +28,7 @@ SHARED_MELD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 SETTINGS: dict[str, list[str]] = {
     "alone": [],
     "alone-ungrouped": ["--group-by-length", "false"],
+    "alone-lr1e-4": ["--encoder-learning-rate", "1e-4"],
     "past1": ["--context-past", "1", "--max-tokens", "128"],
     "past2": ["--context-past", "2", "--max-tokens", "128"],
     "past4": ["--context-past", "4", "--max-tokens", "192"],

@@ -86,3 +86,17 @@ def test_a_served_request_with_its_turns_reads_what_the_csv_row_gave(context_mod
     alone = _ids_the_model_reads(predictor, [Request(text=middle.text)])
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     assert alone == [[cls, sep, *tokenizer(middle.text, add_special_tokens=False)["input_ids"], sep, sep]]
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"text": "hi", "past": "Ross: hi"}, '"past" must be a list'),
+    ({"text": "hi", "future": [{"speaker": "Ross"}]}, '"future" must be a list'),
+    ({"text": "hi", "past": [{"text": "x", "mood": "sad"}]}, '"past" must be a list'),
+    ({"text": "hi", "speaker": 3}, '"speaker" must be a string'),
+])  # fmt: skip
+def test_malformed_turns_in_a_request_are_named(fields, message):
+    from mmsent.inference.handler import RequestError, input_fn
+
+    with pytest.raises(RequestError) as raised:
+        input_fn(json.dumps(fields), "application/json")
+    assert raised.value.status_code == 400 and message in raised.value.problem
