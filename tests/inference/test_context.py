@@ -74,8 +74,9 @@ def test_a_served_request_with_its_turns_reads_what_the_csv_row_gave(context_mod
 
     rows = read_meld_csv(find_splits(sample_dir)["dev"].csv_path)
     middle = rows[2]  # the third turn of the first dialogue: two turns before it, two after
-    turns = [{"speaker": r.speaker, "text": r.text} for r in rows[:5]]
-    body = json.dumps({"text": middle.text, "speaker": middle.speaker, "past": turns[:2], "future": turns[3:]})
+    # Names as another tool might spell them: the Predictor normalises them as training normalised the CSV's.
+    turns = [{"speaker": f"{r.speaker.upper()}.", "text": r.text} for r in rows[:5]]
+    body = json.dumps({"text": middle.text, "speaker": f" {middle.speaker}. ", "past": turns[:2], "future": turns[3:]})
     data = input_fn(body, "application/json")
     predictor = Predictor(context_model_dir, workers=1)
     served = _ids_the_model_reads(predictor, [Request(text=data.text, speaker=data.speaker, past=data.past, future=data.future)])

@@ -56,6 +56,15 @@ class TextInput:
                          self.future[: cfg.context_future])  # fmt: skip
 
 
+    def normalized(self) -> "TextInput":
+        """The input as training reads a CSV's rows: text repaired by ftfy, speaker names normalised."""
+        def turn(t: Turn) -> Turn:
+            return Turn(normalize_speaker(t.speaker), normalize_text(t.text))
+
+        return TextInput(normalize_text(self.text), normalize_speaker(self.speaker), tuple(map(turn, self.past)),
+                         tuple(map(turn, self.future)))  # fmt: skip
+
+
 def normalize_speaker(name: str) -> str:
     """One spelling per speaker: MELD writes 'Phoebe Sr.' and 'Phoebe Sr', 'Nurse #1' and 'Fireman No. 1',
     'Richard’s Date'. Periods go, '#N' becomes 'No N', runs of spaces collapse, and an all-caps or
@@ -73,24 +82,18 @@ def dialogue_inputs(utterances: Sequence[Utterance], past: int | None = None, fu
     dialogues: dict[int, list[Utterance]] = defaultdict(list)
     for utterance in utterances:
         dialogues[utterance.dialogue_id].append(utterance)
-    position: dict[tuple[int, int], int] = {}
-    turns: dict[tuple[int, int], Turn] = {}
-    for dialogue in dialogues.values():
+    turns: dict[int, list[Turn]] = {}  # dialogue -> its turns in order
+    position: dict[tuple[int, int], int] = {}  # (dialogue, utterance) -> its place among them
+    for dialogue_id, dialogue in dialogues.items():
         dialogue.sort(key=lambda u: u.utterance_id)
-        for i, u in enumerate(dialogue):
-            position[(u.dialogue_id, u.utterance_id)] = i
-            turns[(u.dialogue_id, u.utterance_id)] = Turn(normalize_speaker(u.speaker), u.text)
+        turns[dialogue_id] = [Turn(normalize_speaker(u.speaker), u.text) for u in dialogue]
+        position |= {(dialogue_id, u.utterance_id): i for i, u in enumerate(dialogue)}
     inputs = []
     for utterance in utterances:
-        key = (utterance.dialogue_id, utterance.utterance_id)
-        dialogue, at = dialogues[utterance.dialogue_id], position[key]
+        dialogue, at = turns[utterance.dialogue_id], position[(utterance.dialogue_id, utterance.utterance_id)]
         first = 0 if past is None else max(0, at - past)
         last = len(dialogue) if future is None else at + 1 + future
-        inputs.append(TextInput(
-            utterance.text, turns[key].speaker,
-            past=tuple(turns[(u.dialogue_id, u.utterance_id)] for u in dialogue[first:at]),
-            future=tuple(turns[(u.dialogue_id, u.utterance_id)] for u in dialogue[at + 1 : last]),
-        ))  # fmt: skip
+        inputs.append(TextInput(utterance.text, dialogue[at].speaker, tuple(dialogue[first:at]), tuple(dialogue[at + 1 : last])))
     return inputs
 
 

@@ -23,8 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmsent.data.meld import normalize_text
-from mmsent.data.text_inputs import Turn, normalize_speaker
+from mmsent.data.text_inputs import Turn
 from mmsent.inference.predict import Predictor, Request
 
 try:  # inside the AWS inference container: the toolkit answers with this error's status_code
@@ -121,7 +120,7 @@ def _json_input(body: bytes) -> Input:
     if not media and not (text or "").strip():
         raise RequestError(400, "nothing to classify: give \"text\", \"media\" or both")
     return Input(media=media or None, text=text, windows=float(windows) if windows is not None else None,
-                 speaker=normalize_speaker(speaker), past=_turns(fields, "past"), future=_turns(fields, "future"))
+                 speaker=speaker, past=_turns(fields, "past"), future=_turns(fields, "future"))
 
 
 def _turns(fields: dict, side: str) -> tuple[Turn, ...]:
@@ -133,7 +132,7 @@ def _turns(fields: dict, side: str) -> tuple[Turn, ...]:
         if not isinstance(turn, dict) or not isinstance(turn.get("text"), str) or not isinstance(turn.get("speaker", ""), str) \
                 or set(turn) - {"speaker", "text"}:
             raise RequestError(400, f"{shape}; got {json.dumps(turn)[:100]}")
-    return tuple(Turn(normalize_speaker(t.get("speaker", "")), normalize_text(t["text"])) for t in turns)
+    return tuple(Turn(t.get("speaker", ""), t["text"]) for t in turns)  # normalised by the Predictor, as every request's text
 
 
 def predict_fn(data: Input, model: Predictor) -> list[dict]:

@@ -24,7 +24,6 @@ from mmsent.config import DataConfig, MediaConfig
 from mmsent.data.cache import CachedItem, as_item
 from mmsent.data.dataset import collate, media_fields
 from mmsent.data.media import decode_windows, map_clips
-from mmsent.data.meld import normalize_text
 from mmsent.data.text_inputs import TextInput, Turn, encode_texts
 from mmsent.labels import TASKS
 from mmsent.model_dir import load_model_dir
@@ -40,8 +39,8 @@ class Request:
     text: str | None = None  # None or blank: no transcript (text absent)
     name: str = ""  # how results name it (default: the clip's path)
     labels: dict[str, int] | None = None  # true class indices, from a labelled CSV: for metrics
-    speaker: str = ""  # who says `text`, and the dialogue's turns around it: read where the model was
-    past: tuple[Turn, ...] = ()  # trained with context turns (as many as it was trained with), else ignored
+    speaker: str = ""  # who says `text`, and the dialogue's turns around it (as given: normalised when read), used
+    past: tuple[Turn, ...] = ()  # where the model was trained with context turns (as many as it was), else ignored
     future: tuple[Turn, ...] = ()
 
 
@@ -131,9 +130,10 @@ class Predictor:
     def _score(self, rows: list) -> list[Prediction]:
         cfg: DataConfig = self.data_cfg
         items = []
-        texts = [normalize_text(text or "") for _, text, _, _ in rows]  # as read_meld_csv normalised training's
+        # Requests come from anywhere (--text, JSON): normalised here as read_meld_csv and dialogue_inputs do training's.
+        inputs = [TextInput(text or "", r.speaker, r.past, r.future).within(cfg.text).normalized() for r, text, _, _ in rows]
+        texts = [i.text for i in inputs]
         if "text" in cfg.modalities:
-            inputs = [TextInput(text, r.speaker, r.past, r.future) for text, (r, _, _, _) in zip(texts, rows)]
             with self.tokenizer_lock:
                 encoded = encode_texts(self.tokenizer, inputs, cfg.text)
         for position, (request, _, _, clip) in enumerate(rows):

@@ -170,9 +170,9 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
         for task, names in TASKS.items()
     }
     loss_fn = MultiTaskLoss(class_weights, cfg.label_smoothing, cfg.sentiment_loss_weight).to(device)
-    # Fused AdamW: one kernel over all parameters instead of a loop of tensor ops. On this 2-core CPU a
-    # step over MiniLM's 22.7M parameters takes 20 ms instead of foreach's 127 ms (a third of a batch's
-    # time); the same update, and the same state dict (checkpoints resume either way).
+    # Fused AdamW: one kernel over all parameters instead of a loop of tensor ops; the same update and
+    # state dict (checkpoints resume either way). Text-only on this 2-core CPU it took a batch of 16
+    # from 238 to 227 ms (benchmarks/bench_text.py): the encoder's forward and backward dominate.
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg), fused=device.type in ("cpu", "cuda"))
     optimizer_steps_per_epoch = -(-batches_per_epoch // cfg.grad_accum_steps)
     scheduler = make_scheduler(optimizer, cfg, optimizer_steps_per_epoch * cfg.epochs)
