@@ -172,7 +172,8 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
     loss_fn = MultiTaskLoss(class_weights, cfg.label_smoothing, cfg.sentiment_loss_weight).to(device)
     # Fused AdamW: one kernel over all parameters instead of a loop of tensor ops; the same update and
     # state dict (checkpoints resume either way). Text-only on this 2-core CPU it took a batch of 16
-    # from 238 to 227 ms (benchmarks/bench_text.py): the encoder's forward and backward dominate.
+    # from 238 to 227 ms (benchmarks/bench_text.py): the encoder's forward and backward dominate. The CPU
+    # kernel exists since torch 2.4 (pytorch/pytorch#123074); the SageMaker training images' torch is 2.10.
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg), fused=device.type in ("cpu", "cuda"))
     optimizer_steps_per_epoch = -(-batches_per_epoch // cfg.grad_accum_steps)
     scheduler = make_scheduler(optimizer, cfg, optimizer_steps_per_epoch * cfg.epochs)
