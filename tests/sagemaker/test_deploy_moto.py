@@ -13,7 +13,8 @@ import pytest
 
 from mmsent.sagemaker.deploy import EndpointSettings, endpoint_requests
 from tests.inference.test_predict import _good_clips
-from tests.sagemaker.test_launch_moto import BUCKET, ROLE, _keys, aws  # noqa: F401 (the moto server fixture)
+from tests.sagemaker.conftest import BUCKET, ROLE
+from tests.sagemaker.test_launch_moto import _keys
 from tests.test_cli import mmsent
 
 

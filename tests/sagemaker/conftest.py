@@ -1,0 +1,33 @@
+"""moto's S3 and SageMaker server on 127.0.0.1, over real HTTP, for every test of the AWS side."""
+
+from __future__ import annotations
+
+import logging
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+BUCKET = "mmsent-test-bucket"
+
+
+@pytest.fixture(scope="module")
+def aws():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    clients = {name: session.client(name, endpoint_url=env["AWS_ENDPOINT_URL"]) for name in ("s3", "sagemaker")}
+    clients["s3"].create_bucket(Bucket=BUCKET)
+    yield env, clients
+    server.stop()

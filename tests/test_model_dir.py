@@ -1,0 +1,92 @@
+"""The model dir on its own: a trained one loads back offline and predicts the same; every broken
+one is a ModelDirError naming the file and what is wrong, never a crash inside torch or pickle."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+
+from mmsent.model_dir import CONFIG, LABELS, WEIGHTS, ModelDirError, load_model_dir, save_model_dir
+
+
+@pytest.fixture
+def model_dir(tiny_model_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    return copy
+
+
+def test_save_then_load_gives_the_same_model(model_dir, tmp_path):
+    model, data_cfg, tokenizer = load_model_dir(model_dir)
+    assert not model.training and tokenizer is not None
+    copy = tmp_path / "saved-again"
+    save_model_dir(copy, model, data_cfg, model.cfg, tokenizer)
+    again, data_again, tokenizer_again = load_model_dir(copy)
+    assert data_again == data_cfg
+    # text_model is where the loaded encoder's config was read from: each dir's own text/ folder.
+    assert (again.cfg.text_model, model.cfg.text_model) == (str(copy / "text"), str(model_dir / "text"))
+    assert replace(again.cfg, text_model="") == replace(model.cfg, text_model="")
+    assert tokenizer_again("Oh my God!")["input_ids"] == tokenizer("Oh my God!")["input_ids"]
+    first, second = model.state_dict(), again.state_dict()
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_state_replaces_entries_of_the_models_own_weights(model_dir, tmp_path):
+    model, data_cfg, tokenizer = load_model_dir(model_dir)
+    name, tensor = next((k, v) for k, v in model.state_dict().items() if v.is_floating_point())
+    save_model_dir(tmp_path / "best", model, data_cfg, model.cfg, tokenizer, state={name: torch.zeros_like(tensor)})
+    assert torch.count_nonzero(torch.load(tmp_path / "best" / WEIGHTS, weights_only=True)[name]) == 0
+
+
+def test_a_folder_without_weights_or_config(tmp_path, model_dir):
+    with pytest.raises(ModelDirError, match=f"no {WEIGHTS}"):
+        load_model_dir(tmp_path)
+    (model_dir / CONFIG).unlink()
+    with pytest.raises(ModelDirError, match=f"no {CONFIG}"):
+        load_model_dir(model_dir)
+
+
+def test_another_format_version_names_the_version_that_wrote_it(model_dir):
+    config = json.loads((model_dir / CONFIG).read_text())
+    config["format_version"], config["mmsent_version"] = 1, "0.1.0"
+    (model_dir / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ModelDirError, match="format_version 1, expected 2 .written by mmsent 0.1.0"):
+        load_model_dir(model_dir)
+
+
+def test_label_maps_that_differ_are_refused(model_dir):
+    labels = json.loads((model_dir / LABELS).read_text())
+    labels["emotion"] = labels["emotion"][::-1]
+    (model_dir / LABELS).write_text(json.dumps(labels))
+    with pytest.raises(ModelDirError, match="label maps differ"):
+        load_model_dir(model_dir)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+@pytest.mark.parametrize("weights", [
+    b"not a zip, not a pickle",
+    pickle.dumps(_RunsCode()),
+])  # fmt: skip
+def test_weights_that_are_not_a_state_dict_are_refused_without_running_anything(model_dir, weights, capsys):
+    (model_dir / WEIGHTS).write_bytes(weights)
+    with pytest.raises(ModelDirError, match=f"{WEIGHTS}: not a loadable state dict"):
+        load_model_dir(model_dir)
+    assert "this ran" not in capsys.readouterr().out
+
+
+def test_weights_of_another_shape_are_refused(model_dir):
+    state = torch.load(model_dir / WEIGHTS, weights_only=True)
+    state.pop(next(iter(state)))
+    torch.save(state, model_dir / WEIGHTS)
+    with pytest.raises(ModelDirError, match="not a loadable state dict for this config"):
+        load_model_dir(model_dir)
