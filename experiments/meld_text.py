@@ -1,7 +1,7 @@
 """Text-only training settings on real MELD, several seeds each: the table behind mmsent's defaults.
 
 Each setting is `mmsent train --modalities text` on the MELD CSVs (no clips needed), the default
-offline MiniLM, with the setting's options, once per seed. Runs go to OUT/SETTING/seed-S (a run
+offline MiniLM, with the setting's options, once per seed. Runs go to OUT/SETTING/E-epochs/seed-S (a run
 already finished there is read back, not repeated, so the grid can be stopped and continued). The
 table gives, per setting, the mean ± standard deviation over seeds of dev emotion weighted F1,
 emotion macro F1 and sentiment weighted F1 at the last epoch (not chosen on dev), the same for the
@@ -44,7 +44,7 @@ METRICS = (("emotion", "weighted_f1"), ("emotion", "macro_f1"), ("sentiment", "w
 
 def run_once(name: str, seed: int, args: argparse.Namespace) -> dict:
     """One training run's per-epoch history and training seconds (read back if it already finished)."""
-    folder = args.out / name / f"seed-{seed}"
+    folder = args.out / name / f"{args.epochs}-epochs" / f"seed-{seed}"
     history_file, done = folder / "output" / "history.json", folder / "done.json"
     if not done.is_file():
         command = [sys.executable, "-m", "mmsent", "train", "--data-dir", str(args.data_dir), "--modalities", "text",
