@@ -84,3 +84,15 @@ def test_all_problems_are_reported_at_once():
     with pytest.raises(LaunchValidationError) as caught:
         validate_request(build_request(replace(GOOD, job_name="a b", role_arn="r", instance_count=0)))
     assert len(caught.value.problems) == 3
+
+
+def test_a_bad_bucket_name_is_one_problem_naming_every_uri_that_uses_it():
+    bad = {"output_uri": "s3://Bad_Bucket/out", "checkpoint_uri": "s3://Bad_Bucket/ck", "tensorboard_uri": "s3://Bad_Bucket/tb",
+           "sourcedir_uri": "s3://Bad_Bucket/s.tar.gz", "channels": {"train": "s3://Bad_Bucket/t", "validation": "https://host/v"}}  # fmt: skip
+    with pytest.raises(LaunchValidationError) as caught:
+        validate_request(build_request(replace(GOOD, **bad)))
+    assert caught.value.problems == [
+        "channel 'validation': not an s3://bucket/prefix URI with a valid bucket name: 'https://host/v'",
+        "bucket 'Bad_Bucket' (in the output path, checkpoint URI, TensorBoard output path, sourcedir, channel 'train'): "
+        "not a valid S3 bucket name (3-63 lower-case letters, digits, dots and hyphens)",
+    ]

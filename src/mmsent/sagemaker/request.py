@@ -118,11 +118,19 @@ def validate_request(request: dict) -> None:
             ("TensorBoard output path", request["TensorBoardOutputConfig"]["S3OutputPath"]),
             ("sourcedir", json.loads(request["HyperParameters"]["sagemaker_submit_directory"]))]  # fmt: skip
     uris += [(f"channel {c['ChannelName']!r}", c["DataSource"]["S3DataSource"]["S3Uri"]) for c in request["InputDataConfig"]]
+    bad_buckets: dict[str, list[str]] = {}  # one line per bad bucket name, however many URIs use it
     for what, uri in uris:
         try:
             parse_s3_uri(uri)
         except S3UriError as error:
-            problems.append(f"{what}: {error}")
+            bucket = uri.removeprefix("s3://").split("/")[0] if uri.startswith("s3://") else ""
+            if bucket:
+                bad_buckets.setdefault(bucket, []).append(what)
+            else:
+                problems.append(f"{what}: {error}")
+    for bucket, uses in bad_buckets.items():
+        problems.append(f"bucket {bucket!r} (in the {', '.join(uses)}): not a valid S3 bucket name (3-63 lower-case "
+                        "letters, digits, dots and hyphens)")  # fmt: skip
     if not request["InputDataConfig"] or "train" not in [c["ChannelName"] for c in request["InputDataConfig"]]:
         problems.append("a 'train' input channel is required")
     mode = request["AlgorithmSpecification"]["TrainingInputMode"]
