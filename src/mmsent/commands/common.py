@@ -42,9 +42,12 @@ def add_rebuild_cache(parser: argparse.ArgumentParser) -> None:
                         help="replace a media cache that another dataset built (default: refuse it)")
 
 
-def add_data_dir(parser: argparse.ArgumentParser) -> None:
+def add_data_dir(parser: argparse.ArgumentParser, decodes: bool = False) -> None:
+    """`decodes`: the command decodes clips with its own media options (SAMPLE_MEDIA on the sample)."""
+    sample = (f", read at {SAMPLE_MEDIA['num_frames']} frames of {SAMPLE_MEDIA['frame_size']} px unless "
+              "--num-frames/--frame-size are given") if decodes else ""  # fmt: skip
     parser.add_argument("--data-dir", type=Path, help="MELD.Raw-style or flat folder (default: the SM_CHANNEL_* "
-                        "folders inside a SageMaker job, else the built-in sample dataset)")
+                        f"folders inside a SageMaker job, else the built-in sample dataset{sample})")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -37,7 +37,7 @@ def add_parsers(commands) -> None:
                                 description="Decode every clip once (frames as uint8, log-mel as float16) into a "
                                 "memory-mapped cache that `mmsent train --cache-dir` reads instead of decoding. "
                                 "Up-to-date splits are kept, changed ones rebuilt, an interrupted build resumed.")  # fmt: skip
-    add_data_dir(cache)
+    add_data_dir(cache, decodes=True)
     cache.add_argument("--cache-dir", type=Path, required=True, help="the cache folder (created if absent)")
     cache.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
     add_rebuild_cache(cache)

@@ -32,7 +32,7 @@ def add_parsers(commands) -> None:
     train = commands.add_parser("train", help="train the fusion model",
                                 description="Train the fusion model. Hyperparameters are taken as SageMaker passes "
                                 "them (--epochs 10 --batch-size 16 --learning-rate 0.0001; booleans as true/false).")  # fmt: skip
-    add_data_dir(train)
+    add_data_dir(train, decodes=True)
     train.add_argument("--model-dir", type=Path, help="where the best model goes (default: SM_MODEL_DIR in a job, else runs/RUN/model)")
     train.add_argument("--output-data-dir", type=Path, help="per-epoch history (default: SM_OUTPUT_DATA_DIR, else runs/RUN/output)")
     train.add_argument("--tensorboard-dir", type=Path, help="TensorBoard logs (default: /opt/ml/output/tensorboard in a job, else runs/RUN/tensorboard)")

@@ -1,6 +1,6 @@
 """The SageMaker container contract, locally and without Docker, through the real training toolkit.
 
-`run_local` lays out an /opt/ml-style tree in a folder —
+`prepare_tree` lays out an /opt/ml-style tree in a folder —
 
     input/config/hyperparameters.json   the job's hyperparameters, JSON-encoded strings as the service writes them
     input/config/inputdataconfig.json   one entry per channel
@@ -8,8 +8,8 @@
     input/data/<channel>/               the channel's files (links to the local folders)
     model/  output/  checkpoints/
 
-— and runs PyPI's `sagemaker-training` (the toolkit inside SageMaker's training images) on it with
-SAGEMAKER_BASE_DIR. The toolkit unpacks sourcedir.tar.gz, installs its requirements.txt, renders
+— `run_toolkit` runs PyPI's `sagemaker-training` (the toolkit inside SageMaker's training images) on it with
+SAGEMAKER_BASE_DIR, and `job_outcome` reads what it left. The toolkit unpacks sourcedir.tar.gz, installs its requirements.txt, renders
 the hyperparameters as command-line arguments, sets the SM_* variables, runs our entry point, and
 writes output/success or output/failure: what runs here is what runs in the training image.
 """
