@@ -44,3 +44,28 @@ def test_class_weights_come_from_label_counts():
     assert class_weight_tensor(labels, 4, "sqrt", torch.device("cpu")).tolist() == pytest.approx(
         [(10 / 18) ** 0.5, (10 / 9) ** 0.5, (10 / 3) ** 0.5, 1.0])  # fmt: skip
     assert class_weight_tensor(labels, 4, "none", torch.device("cpu")) is None
+
+
+def test_confusion_figure_shows_counts_and_shares_of_the_true_class_with_colorbars():
+    from mmsent.training.metrics import confusion_figure
+
+    figure = confusion_figure("sentiment", [[3, 1, 0], [0, 2, 0], [1, 0, 1]], "sentiment, validation, best epoch 4")
+    counts, shares = figure.axes[0], figure.axes[1]  # the two colorbars come after them
+    assert len(figure.axes) == 4 and figure._suptitle.get_text() == "sentiment, validation, best epoch 4"
+    assert [t.get_text() for t in counts.texts][:3] == ["3", "1", "0"]
+    assert [t.get_text() for t in shares.texts][:3] == ["0.75", "0.25", "0.00"]  # row 0 over its 4 items
+    width, height = figure.get_size_inches()
+    assert height >= 5  # the 3-class figure is as legible as the 7-class one
+
+
+def test_training_curves_have_whole_epoch_ticks_and_mark_the_best_epoch():
+    from mmsent.training.metrics import curves_figure
+
+    history = [{"epoch": e, "train": {"loss": 1.0 / e}, "validation": {"loss": 1.1 / e, "emotion": {"weighted_f1": f},
+                "sentiment": {"weighted_f1": f}}} for e, f in ((1, 0.3), (2, 0.5), (3, 0.4))]  # fmt: skip
+    figure = curves_figure(history, best_epoch=2)
+    figure.canvas.draw()
+    for axes in figure.axes:
+        ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+        assert "best epoch (2)" in axes.get_legend_handles_labels()[1]

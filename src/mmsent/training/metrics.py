@@ -42,25 +42,30 @@ def format_head_metrics(task: str, metrics: dict) -> str:
 
 
 def confusion_figure(task: str, matrix: list[list[int]], title: str = ""):
-    """A confusion-matrix figure: counts, with each cell shaded by its share of the true class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """A confusion matrix twice: the counts, and normalised per true class (each row sums to 1, the
+    recall on the diagonal), each with a colorbar. Rows are the true class, columns the prediction."""
+    plt = _pyplot()
     names = TASKS[task]
     counts = np.asarray(matrix)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    figure, axes = plt.subplots(figsize=(1.0 + 0.8 * len(names), 0.8 + 0.7 * len(names)))
-    axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    axes.set_yticks(range(len(names)), names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    axes.set_title(title or f"{task} confusion matrix")
-    for i in range(len(names)):
-        for j in range(len(names)):
-            axes.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
+    side = 1.6 + 0.75 * max(len(names), 5)  # the 3-class sentiment figure as legible as the 7-class one
+    figure, panels = plt.subplots(1, 2, figsize=(2 * side + 1.5, side))
+    for axes, values, colours, what, text in (
+        (panels[0], counts, "Blues", "items", lambda i, j: str(counts[i, j])),
+        (panels[1], shares, "Greens", "share of the true class", lambda i, j: f"{shares[i, j]:.2f}"),
+    ):
+        image = axes.imshow(values, cmap=colours, vmin=0, vmax=max(values.max(), 1) if values is counts else 1)
+        figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label=what)
+        axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        axes.set_yticks(range(len(names)), names)
+        axes.set_xlabel("predicted")
+        axes.set_ylabel("true")
+        axes.set_title("counts" if values is counts else "normalised by true class")
+        bright = values / max(values.max(), 1) if values is counts else values
+        for i in range(len(names)):
+            for j in range(len(names)):
+                axes.text(j, i, text(i, j), ha="center", va="center", color="white" if bright[i, j] > 0.5 else "black")
+    figure.suptitle(title or f"{task} confusion matrix")
     figure.tight_layout()
     return figure
 
@@ -79,22 +84,34 @@ def save_confusion_pngs(folder, results: dict, title: str) -> None:
                     Path(folder) / f"confusion_{task}.png")  # fmt: skip
 
 
-def curves_figure(history: list[dict]):
-    """Training curves: losses, and each head's validation weighted F1, by epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def curves_figure(history: list[dict], best_epoch: int | None = None):
+    """Training curves by epoch (whole-number ticks): losses, and each head's validation weighted F1,
+    with the best epoch (the one the model dir keeps) marked on both."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     figure, (loss_axes, f1_axes) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axes.plot(epochs, [h["train"]["loss"] for h in history], marker="o", label="train")
     loss_axes.plot(epochs, [h["validation"]["loss"] for h in history], marker="o", label="validation")
     loss_axes.set(xlabel="epoch", ylabel="loss", title="loss")
-    loss_axes.legend()
     for task in TASKS:
         f1_axes.plot(epochs, [h["validation"][task]["weighted_f1"] for h in history], marker="o", label=task)
     f1_axes.set(xlabel="epoch", ylabel="weighted F1", title="validation weighted F1", ylim=(0, 1))
-    f1_axes.legend()
+    for axes in (loss_axes, f1_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if best_epoch is not None:
+            axes.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})")
+        axes.legend()
     figure.tight_layout()
     return figure
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display on servers and training instances)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
