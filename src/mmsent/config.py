@@ -154,7 +154,8 @@ class TrainConfig:
     log_every: int = 20  # batches between progress lines when stdout is not a terminal
     checkpoint_every_steps: int = 0  # also checkpoint every this many optimizer steps; 0: at epoch ends (and on SIGTERM) only
     checkpoint_every_minutes: float | None = None  # also checkpoint when this many minutes passed since the last one; default 10 in a SageMaker job (its stop signal may never reach the script), else 0 (off)
-    keep_checkpoints: int = 2  # newest checkpoints kept; raise it to keep a longer trail
+    # Two while training: the newest and a fallback should it be cut short; a finished run needs only the newest.
+    keep_checkpoints: int = 2  # newest checkpoints kept while training; a finished run keeps its newest alone unless this is above 2
     resume: bool = True  # continue from the newest valid checkpoint in the checkpoint folder, if there is one
     max_bad_steps: int = 10  # non-finite losses in a row (each step skipped) that stop the run
     cache_embeddings: bool = True  # frozen backbones run once per dataset (on the media cache) and their outputs are reused

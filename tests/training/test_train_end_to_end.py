@@ -46,6 +46,9 @@ def test_model_dir_holds_everything_to_use_the_model_alone(run):
     assert metrics["best_epoch"] in (1, 2) and metrics["epochs_run"] == 2
     assert set(metrics["test"]["emotion"]["per_class"]) == set(TASKS["emotion"])
     assert len(json.loads((root / "output" / "history.json").read_text())) == 2
+    # Two checkpoints while training (the newest and a fallback); the finished run keeps the newest alone.
+    assert sorted(p.name for p in (root / "checkpoints").iterdir() if not p.name.startswith(".")) == [
+        "checkpoint-0003-0000000.json", "checkpoint-0003-0000000.pt"]  # fmt: skip
     assert f"model:       {root / 'model'}" in result.stdout and f"tensorboard --logdir {root / 'tensorboard'}" in result.stdout
 
 

@@ -17,8 +17,9 @@ Features and the settings that turn them on (all in TrainConfig unless named oth
 - Checkpoints at every epoch's end, every `checkpoint_every_steps` optimizer steps and, at the
   first optimizer step once `checkpoint_every_minutes` have passed since the last one, the newest
   `keep_checkpoints` kept; a run started again resumes from the newest valid one (`resume`) and
-  ends as the uninterrupted run would have. SIGTERM (SageMaker's stop and spot reclaim) or Ctrl-C:
-  a checkpoint at the next batch boundary, then `TrainingInterrupted`.
+  ends as the uninterrupted run would have; a finished run keeps only its newest checkpoint
+  (training/checkpointer.py). SIGTERM (SageMaker's stop and spot reclaim) or Ctrl-C: a checkpoint
+  at the next batch boundary, then `TrainingInterrupted`.
 - A non-finite loss or gradient skips its step; `max_bad_steps` in a row stop the run with a checkpoint.
 - torchrun: DDP over every process (NCCL on GPUs, gloo on CPU), each reading its share of the data
   (DistributedSampler), gradients synchronised on the last accumulation micro-step only,
@@ -28,8 +29,8 @@ Features and the settings that turn them on (all in TrainConfig unless named oth
   TensorBoard (scalars, confusion matrices, learning rates; the model graph once; hparams at the
   end) and as a SageMaker metric line on stdout.
 - The best epoch (validation emotion weighted F1) is saved as a model dir, with metrics.json,
-  confusion-matrix PNGs and a training-curves PNG; the test split, when there is one, is scored
-  with the best weights.
+  confusion-matrix PNGs and a training-curves PNG (training/run_outputs.py, written by rank 0); the
+  test split, when there is one, is scored with the best weights.
 """
 
 from __future__ import annotations
@@ -53,49 +54,26 @@ from mmsent.data.layout import SplitFiles
 from mmsent.labels import TASKS
 from mmsent.model.fusion import MultimodalSentimentModel
 from mmsent.model.summary import format_parameter_counts, parameter_counts
-from mmsent.files import write_json_atomic
-from mmsent.model_dir import save_model_dir
 from mmsent.pretrained import load_tokenizer
 from mmsent.training import distributed
 from mmsent.training.sampler import ResumableSampler
-from mmsent.training.checkpoint import (
-    CheckpointError, CheckpointFolder, LoopState, build_payload, check_compatible, checkpoint_name, frozen_digest,
-    load_trainable, rng_state, set_rng_state, trainable_state,
-)  # fmt: skip
+from mmsent.training.checkpoint import LoopState, frozen_digest, load_trainable, trainable_state
+from mmsent.training.checkpointer import Checkpointer
 from mmsent.training.distributed import DistInfo
 from mmsent.training.embeddings import attach_frozen_features
+from mmsent.training.errors import TrainingError, TrainingInterrupted
 from mmsent.training.loss import MultiTaskLoss
-from mmsent.training.metrics import curves_figure, format_head_metrics, save_confusion_pngs, save_figure
+from mmsent.training.metrics import format_head_metrics
 from mmsent.training.modality_dropout import drop_modalities
 from mmsent.training.precision import choose_precision
 from mmsent.training.progress import Progress
-from mmsent.training.run_folders import RunFolderError, hold_run_folders
+from mmsent.training.run_outputs import RunOutputs, RunPaths
+from mmsent.training.step import StepOutcome, optimizer_step
 from mmsent.training.stop_signal import StopSignal
 from mmsent.training.tracking import TensorBoardLog, epoch_metrics, metric_line
 from mmsent.training.validate import Interrupted, merge, predict, summarize, to_device
-from mmsent.errors import MmsentError
 
-
-class TrainingError(MmsentError, RuntimeError):
-    """Training cannot start or go on; the message says why."""
-
-
-class TrainingInterrupted(Exception):
-    """SIGTERM or Ctrl-C: a checkpoint was saved; the same command started again resumes from it."""
-
-    def __init__(self, signal_number: int, checkpoint: Path) -> None:
-        super().__init__(f"stopped by signal {signal_number}; checkpoint {checkpoint}")
-        self.signal_number, self.checkpoint = signal_number, checkpoint
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    model_dir: Path  # the best model: weights, config, labels, metrics, figures
-    tensorboard_dir: Path  # TensorBoard event files
-    output_dir: Path  # everything else worth keeping: per-epoch history
-    checkpoint_dir: Path  # checkpoints to resume from (/opt/ml/checkpoints in a SageMaker job)
-    cache_dir: Path | None = None  # the decoded-media cache; None decodes every clip every epoch
-    rebuild_cache: bool = False  # replace a media cache another dataset built, rather than refuse it
+__all__ = ["RunPaths", "TrainingError", "TrainingInterrupted", "train"]
 
 
 def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig,
@@ -105,18 +83,13 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
     model folders (rank 0, which writes them) until it ends: a second run on them stops at once."""
     if "train" not in splits or "dev" not in splits:
         raise TrainingError(f"training needs a train and a validation (dev) split; found {', '.join(splits) or 'none'}")
-    folders = {"checkpoints": paths.checkpoint_dir, "model dir": paths.model_dir, "output data": paths.output_dir,
-               "TensorBoard logs": paths.tensorboard_dir}  # fmt: skip
-    try:
-        held = hold_run_folders(folders, ("checkpoints", "model dir")) if dist.is_main else contextlib.ExitStack()
-    except RunFolderError as problem:
-        raise TrainingError(str(problem)) from None
-    with held:
-        return _train(splits, data_cfg, model_cfg, cfg, paths, dist)
+    outputs = RunOutputs(paths, dist)
+    with outputs.hold():
+        return _train(splits, data_cfg, model_cfg, cfg, paths, dist, outputs)
 
 
 def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig,
-           paths: RunPaths, dist: DistInfo) -> dict:
+           paths: RunPaths, dist: DistInfo, outputs: RunOutputs) -> dict:
     device = distributed.start(dist)
     say = print if dist.is_main else _silent
     seed_everything(cfg.seed + dist.rank)  # rank 0 matches a single process; DDP copies rank 0's weights to all
@@ -180,28 +153,20 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
     scaler = precision.scaler()
     log = TensorBoardLog(paths.tensorboard_dir, enabled=dist.is_main)
 
-    def write_model_dir(weights: dict, checkpoint: Path) -> None:
-        # Rank 0 writes; every rank learns whether it worked, so none waits in a collective alone.
-        failure = None
-        if dist.is_main:
-            try:
-                save_model_dir(paths.model_dir, model, data_cfg, model_cfg, tokenizer, state=weights)
-            except (OSError, RuntimeError) as problem:  # torch.save reports a failed write as RuntimeError
-                failure = (f"could not write the model dir {paths.model_dir} ({str(problem).splitlines()[0]}); the "
-                           f"checkpoint in {checkpoint} holds the training: the same command again writes it")  # fmt: skip
-        failure = distributed.gather_objects(dist, failure)[0]
-        if failure:
-            raise TrainingError(failure)
+    def save_model(weights: dict, checkpoint: Path) -> None:
+        outputs.save_model(model, weights, data_cfg, model_cfg, tokenizer, checkpoint)
 
     # Resume from the newest valid checkpoint, or start afresh.
-    configs = {"model": asdict(model_cfg), "data": asdict(data_cfg), "train": asdict(cfg)}
-    data_prints = {split: split_fingerprint(files, datasets[split].utterances, times=False) for split, files in splits.items()}
-    frozen = frozen_digest(model)
-    checkpoints = CheckpointFolder(paths.checkpoint_dir, cfg.keep_checkpoints)
+    checkpointer = Checkpointer(
+        paths.checkpoint_dir, cfg, dist, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+        configs={"model": asdict(model_cfg), "data": asdict(data_cfg), "train": asdict(cfg)},
+        data={split: split_fingerprint(files, datasets[split].utterances, times=False) for split, files in splits.items()},
+        frozen=frozen_digest(model),
+    )  # fmt: skip
     state, best_weights = LoopState(), None
-    if not cfg.resume and dist.is_main and (aside := checkpoints.set_aside()):
+    if not cfg.resume and (aside := checkpointer.set_aside()):
         say(f"--resume false: earlier checkpoints moved to {aside}")
-    resumed = _resume(checkpoints, configs, data_prints, frozen, dist, model, optimizer, scheduler, scaler) if cfg.resume else None
+    resumed = checkpointer.resume() if cfg.resume else None
     if resumed is not None:
         state, best_weights = resumed
         if state.finished or state.epoch > cfg.epochs:
@@ -210,33 +175,9 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
         else:
             say(f"resumed from {paths.checkpoint_dir}: epoch {state.epoch}, {state.batches_done} of {batches_per_epoch} batches done")
         if best_weights is not None:  # the model dir may be gone with the old instance, or never written
-            write_model_dir(best_weights, paths.checkpoint_dir)
+            save_model(best_weights, paths.checkpoint_dir)
     else:
         log.graph(model, to_device(next(iter(val_loader)), device))
-
-    # Wall-clock checkpoints: inside a SageMaker job the script is a child of a PID 1 shell that
-    # does not forward SIGTERM, so a stop or spot reclaim may end it without the signal's save.
-    checkpoint_seconds = 60 * (cfg.checkpoint_every_minutes or 0)
-    last_checkpoint = time.monotonic()
-
-    def save_checkpoint() -> Path:
-        # Every rank's RNG state goes in (a collective); rank 0 alone builds and writes the
-        # payload (a CPU copy of the weights); all learn whether it worked.
-        nonlocal last_checkpoint
-        last_checkpoint = time.monotonic()
-        rng_states = distributed.gather_objects(dist, rng_state())
-        path, failure = paths.checkpoint_dir / checkpoint_name(state), None
-        if dist.is_main:
-            payload = build_payload(state=state, configs=configs, data=data_prints, model=model, frozen=frozen, best=best_weights,
-                                    optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng_states=rng_states)  # fmt: skip
-            try:
-                checkpoints.write(payload, path.name)
-            except CheckpointError as problem:
-                failure = str(problem)
-        failure = distributed.gather_objects(dist, failure)[0]
-        if failure:
-            raise TrainingError(failure)
-        return path
 
     stop = StopSignal()
     bad_in_a_row = 0
@@ -259,47 +200,38 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
                 with sync:
                     with precision.autocast():
                         loss = loss_fn(trained(batch), batch)
-                    time_due = checkpoint_seconds > 0 and time.monotonic() - last_checkpoint >= checkpoint_seconds
                     non_finite, stop_now, time_due = distributed.any_rank(
-                        dist, [not torch.isfinite(loss).item(), stop.requested, time_due], device)  # agreed: one collective  # fmt: skip
-                    if non_finite:
-                        bad_in_a_row += 1
-                        state.skipped_steps += 1
-                        say(f"warning: non-finite loss at epoch {epoch} batch {state.batches_done + 1}: step skipped "
-                            f"({bad_in_a_row} in a row, {state.skipped_steps} in the run)")  # fmt: skip
-                    else:
-                        bad_in_a_row = 0
+                        dist, [not torch.isfinite(loss).item(), stop.requested, checkpointer.time_due()], device)  # agreed: one collective  # fmt: skip
+                    if not non_finite:
                         scaler.scale(loss / cfg.grad_accum_steps).backward()
-                        state.loss_sum += loss.item() * len(batch["index"])
-                        state.items_seen += len(batch["index"])
-                        state.media_issues += batch_issues
                 state.batches_done += 1
-                if bad_in_a_row >= cfg.max_bad_steps:
-                    optimizer.zero_grad(set_to_none=True)
-                    path = save_checkpoint()
-                    raise TrainingError(f"{bad_in_a_row} non-finite losses in a row (epoch {epoch}, batch "
-                                        f"{state.batches_done}): training diverged; the last good state is in {path}. "
-                                        "Lower --learning-rate, or lower --grad-clip to clip harder")  # fmt: skip
+                if non_finite:
+                    bad_in_a_row += 1
+                    state.skipped_steps += 1
+                    say(f"warning: non-finite loss at epoch {epoch} batch {state.batches_done}: step skipped "
+                        f"({bad_in_a_row} in a row, {state.skipped_steps} in the run)")  # fmt: skip
+                    if bad_in_a_row >= cfg.max_bad_steps:
+                        optimizer.zero_grad(set_to_none=True)
+                        path = checkpointer.save(state, best_weights)
+                        raise TrainingError(f"{bad_in_a_row} non-finite losses in a row (epoch {epoch}, batch "
+                                            f"{state.batches_done}): training diverged; the last good state is in {path}. "
+                                            "Lower --learning-rate, or lower --grad-clip to clip harder")  # fmt: skip
+                else:
+                    bad_in_a_row = 0
+                    state.loss_sum += loss.item() * len(batch["index"])
+                    state.items_seen += len(batch["index"])
+                    state.media_issues += batch_issues
                 if last_micro_step:
-                    # A skipped backward here also skips DDP's gradient sync, leaving each rank its own
-                    # accumulated gradients: the whole accumulated step goes (it was counted above).
-                    if non_finite:
-                        pass
-                    elif _gradients_finite(model, scaler, optimizer, cfg.grad_clip):
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
+                    outcome = optimizer_step(model, optimizer, scaler, scheduler, cfg, last_loss_finite=not non_finite)
+                    if outcome is StepOutcome.BAD_GRADIENTS:
                         state.skipped_steps += 1
                         say(f"warning: non-finite gradients at epoch {epoch} batch {state.batches_done}: step skipped")
-                    optimizer.zero_grad(set_to_none=True)
-                    if cfg.scheduler != "plateau":
-                        scheduler.step()
                     state.optimizer_steps += 1
                     if stop_now:
                         progress.close()
-                        raise TrainingInterrupted(stop.signal or 15, save_checkpoint())
-                    if time_due or (cfg.checkpoint_every_steps and state.optimizer_steps % cfg.checkpoint_every_steps == 0):
-                        save_checkpoint()
+                        raise TrainingInterrupted(stop.signal or 15, checkpointer.save(state, best_weights))
+                    if time_due or checkpointer.steps_due(state.optimizer_steps):
+                        checkpointer.save(state, best_weights)
                 progress.update(loss=state.loss_sum / max(state.items_seen, 1))
             progress.close()
             loss_sum, items_seen, media_issues = distributed.sum_over_ranks(
@@ -315,7 +247,7 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
                 validation = _evaluate(model, val_loader, device, precision, dist, loss_fn, f"epoch {epoch}/{cfg.epochs} validation",
                                        cfg.log_every, should_stop=lambda: distributed.any_rank(dist, [stop.requested], device)[0])  # fmt: skip
             except Interrupted:
-                raise TrainingInterrupted(stop.signal or 15, save_checkpoint()) from None
+                raise TrainingInterrupted(stop.signal or 15, checkpointer.save(state, best_weights)) from None
             if cfg.scheduler == "plateau":
                 scheduler.step(validation["emotion"]["weighted_f1"])
             rates = learning_rates(optimizer)
@@ -334,13 +266,14 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
                     state.finished = True
             state.epoch, state.batches_done = epoch + 1, 0
             state.loss_sum, state.items_seen, state.media_issues = 0.0, 0, 0
-            saved = save_checkpoint()  # first: a model dir that cannot be written then loses no epoch
+            saved = checkpointer.save(state, best_weights)  # first: a model dir that cannot be written then loses no epoch
             if improved:
-                write_model_dir(best_weights, saved)
+                save_model(best_weights, saved)
 
     # ---- the best epoch's weights: test split, files, hparams
     if state.best_epoch is None:
         raise TrainingError(f"no epoch was validated: --epochs {cfg.epochs} is below the checkpoint's epoch {state.epoch}")
+    checkpointer.finished()  # the model dir is written: older checkpoints only resume earlier points
     load_trainable(model, best_weights)  # the frozen weights it lacks never changed
     best = state.history[state.best_epoch - 1]
     final = {"best_epoch": state.best_epoch, "epochs_run": len(state.history), "validation": best["validation"],
@@ -349,10 +282,8 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
         test_set = datasets["test"]
         test_loader = loader(test_set, ResumableSampler(test_set, dist, shuffle=False))
         final["test"] = _evaluate(model, test_loader, device, precision, dist, loss_fn, "test", cfg.log_every)
-    if dist.is_main:
-        write_reports(paths, final, state.history)
-        peak = {"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20} if device.type == "cuda" else {}
-        write_json_atomic(paths.output_dir / "timings.json", {"setup_seconds": setup_seconds} | peak)
+    peak = {"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20} if device.type == "cuda" else {}
+    outputs.write_results(final, state.history, {"setup_seconds": setup_seconds} | peak)
     headline = {f"{split}_{task}_weighted_f1": final[split][task]["weighted_f1"]
                 for split in ("validation", "test") if split in final for task in TASKS}  # fmt: skip
     log.hparams({**asdict(cfg), **{f"model_{k}": v for k, v in asdict(model_cfg).items()}}, headline)
@@ -391,59 +322,12 @@ def _evaluate(model, loader, device, precision, dist: DistInfo, loss_fn, desc: s
     return summarize(merge(distributed.gather_objects(dist, predictions)), loss_fn)
 
 
-def _resume(checkpoints: CheckpointFolder, configs: dict, data: dict[str, str], frozen: str, dist: DistInfo, model,
-            optimizer, scheduler, scaler):
-    """(LoopState, best weights) from the newest valid checkpoint, restored into the objects; None if none.
-    Rank 0 chooses; every rank loads that same file (the folder is shared, or synced as SageMaker does)."""
-    if dist.is_main:
-        checkpoints.remove_partial_writes()
-    found = checkpoints.newest_valid() if dist.is_main else None
-    chosen = distributed.gather_objects(dist, found[0] if found else None)[0]
-    if chosen is None:
-        return None
-    try:
-        payload = found[1] if dist.is_main else checkpoints.read(chosen)
-    except (CheckpointError, OSError) as problem:
-        raise TrainingError(f"rank {dist.rank} cannot read the checkpoint rank 0 chose ({problem}): the checkpoint "
-                            "folder must be shared by, or synced to, every machine") from None  # fmt: skip
-    try:
-        check_compatible(payload, chosen, configs, dist.world_size, data)
-    except CheckpointError as problem:
-        raise TrainingError(str(problem)) from None
-    if payload["frozen_digest"] != frozen:
-        raise TrainingError(f"{chosen}: the frozen backbone weights rebuilt now differ from the checkpoint's "
-                            "(other pretrained weights file?); use --resume false to start afresh")  # fmt: skip
-    try:
-        load_trainable(model, payload["model"])
-    except CheckpointError as problem:
-        raise TrainingError(f"{chosen}: {problem}") from None
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    scaler.load_state_dict(payload["scaler"])
-    rng = payload["rng"]
-    set_rng_state(rng[dist.rank] if dist.rank < len(rng) else rng[0])
-    return LoopState(**payload["loop"]), payload["best_model"]
-
-
 def _wrap_ddp(model: torch.nn.Module, dist: DistInfo, device: torch.device) -> torch.nn.Module:
     if not dist.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def _gradients_finite(model: torch.nn.Module, scaler, optimizer, grad_clip: float) -> bool:
-    """Unscale, clip (when `grad_clip` > 0) and say whether the gradient norm is finite. With fp16
-    loss scaling the scaler checks and skips by itself (and lowers its scale): that is not a bad step."""
-    if scaler.is_enabled():
-        if grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        return True
-    norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None],
-                                          grad_clip if grad_clip > 0 else float("inf"))  # fmt: skip
-    return bool(torch.isfinite(norm))
 
 
 def _silent(*_args, **_kwargs) -> None:
@@ -511,13 +395,3 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
 
 def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     return {g["name"]: g["lr"] for g in optimizer.param_groups if not g["name"].endswith("_no_decay")}
-
-
-def write_reports(paths: RunPaths, final: dict, history: list[dict]) -> None:
-    """metrics.json and the figures in the model dir; the per-epoch history in the output dir."""
-    write_json_atomic(paths.model_dir / "metrics.json", final)
-    paths.output_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(paths.output_dir / "history.json", history)
-    split = "test" if "test" in final else "validation"
-    save_confusion_pngs(paths.model_dir, final[split], f"{split}, best epoch")
-    save_figure(curves_figure(history), paths.model_dir / "training_curves.png")

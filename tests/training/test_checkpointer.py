@@ -1,0 +1,84 @@
+"""A run's Checkpointer: what it saves comes back into fresh objects; another run's checkpoint is refused; a finished run keeps its newest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from mmsent.config import TrainConfig
+from mmsent.training.checkpoint import CheckpointFolder, LoopState, frozen_digest
+from mmsent.training.checkpointer import Checkpointer
+from mmsent.training.distributed import DistInfo
+from mmsent.training.errors import TrainingError
+from mmsent.training.loop import make_scheduler
+
+
+def _run(folder, cfg: TrainConfig, other_start: bool = False) -> Checkpointer:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    model[0].requires_grad_(False)  # a frozen part: not stored, proven the same by its digest
+    if other_start:
+        torch.nn.init.normal_(model[1].weight)
+    optimizer = torch.optim.AdamW([{"params": model[1].parameters(), "name": "new_layers", "lr": 0.01}])
+    scheduler = make_scheduler(optimizer, cfg, total_steps=20)
+    return Checkpointer(folder, cfg, DistInfo(), model=model, optimizer=optimizer, scheduler=scheduler,
+                        scaler=torch.amp.GradScaler("cpu", enabled=False), configs={"model": {}, "data": {}, "train": asdict(cfg)},
+                        data={"train": "fingerprint"}, frozen=frozen_digest(model))  # fmt: skip
+
+
+def _step(run: Checkpointer) -> None:
+    run.model(torch.ones(5, 3)).sum().backward()
+    run.optimizer.step()
+    run.scheduler.step()
+
+
+def test_saved_state_resumes_into_a_fresh_run_exactly(tmp_path):
+    cfg = TrainConfig()
+    first = _run(tmp_path, cfg)
+    _step(first)
+    state = LoopState(epoch=2, batches_done=3, optimizer_steps=1, best_epoch=1)
+    best = {"1.weight": torch.zeros(2, 4)}
+    path = first.save(state, best)
+    assert path.name == "checkpoint-0002-0000003.pt"
+    expected_draw = torch.rand(3)  # the RNG state was saved before this draw
+
+    second = _run(tmp_path, cfg, other_start=True)
+    resumed_state, resumed_best = second.resume()
+    assert resumed_state == state and torch.equal(resumed_best["1.weight"], best["1.weight"])
+    assert torch.equal(second.model[1].weight, first.model[1].weight)
+    assert second.optimizer.state_dict()["state"][0]["step"] == 1 and second.scheduler.last_epoch == 1
+    assert torch.equal(torch.rand(3), expected_draw)
+
+
+def test_a_checkpoint_of_other_settings_or_frozen_weights_is_refused(tmp_path):
+    _run(tmp_path, TrainConfig()).save(LoopState(), None)
+    with pytest.raises(TrainingError, match="learning_rate"):
+        _run(tmp_path, TrainConfig(learning_rate=1e-3)).resume()
+    other_frozen = _run(tmp_path, TrainConfig())
+    other_frozen.frozen = "another digest"
+    with pytest.raises(TrainingError, match="frozen backbone weights rebuilt now differ"):
+        other_frozen.resume()
+    assert _run(tmp_path / "empty", TrainConfig()).resume() is None
+
+
+def test_steps_and_minutes_say_when_a_checkpoint_is_due(tmp_path):
+    run = _run(tmp_path, TrainConfig(checkpoint_every_steps=3, checkpoint_every_minutes=0.0))
+    assert [run.steps_due(n) for n in (1, 2, 3, 6)] == [False, False, True, True] and not run.time_due()
+    run = _run(tmp_path, TrainConfig(checkpoint_every_minutes=1e-9))
+    assert run.time_due() and not run.steps_due(3)
+    run.save(LoopState(), None)
+    run.every_seconds = 60.0
+    assert not run.time_due()  # a save restarts the clock
+
+
+@pytest.mark.parametrize(("keep", "left"), [(2, 1), (1, 1), (3, 3)])
+def test_a_finished_run_keeps_its_newest_checkpoint_unless_a_trail_was_asked_for(tmp_path, keep, left):
+    run = _run(tmp_path, TrainConfig(keep_checkpoints=keep))
+    for epoch in (1, 2, 3, 4):
+        run.save(LoopState(epoch=epoch), None)
+    run.finished()
+    kept = CheckpointFolder(tmp_path, keep).checkpoints()
+    assert [p.name for p in kept] == [f"checkpoint-{e:04d}-0000000.pt" for e in (4, 3, 2)][:left]
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(p.with_suffix(".json").name for p in kept)
