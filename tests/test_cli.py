@@ -168,8 +168,11 @@ def test_ctrl_c_outside_training_exits_130_with_one_line(tmp_path):
     import signal
     import time
 
+    # Ctrl-C's default disposition, as in a terminal: a shell starts background commands (`make test &`,
+    # nohup) with SIGINT ignored, the child inherits that, and Python then installs no KeyboardInterrupt.
     process = subprocess.Popen([sys.executable, "-m", "mmsent", "sample", "--out", str(tmp_path / "s"), "--workers", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     while process.poll() is None and not list(tmp_path.glob(".s.*/**/*.mp4")):
         time.sleep(0.05)  # until it is writing clips into its staging folder
     process.send_signal(signal.SIGINT)
