@@ -123,9 +123,8 @@ def validate_request(request: dict) -> None:
         try:
             parse_s3_uri(uri)
         except S3UriError as error:
-            bucket = uri.removeprefix("s3://").split("/")[0] if uri.startswith("s3://") else ""
-            if bucket:
-                bad_buckets.setdefault(bucket, []).append(what)
+            if error.bucket:
+                bad_buckets.setdefault(error.bucket, []).append(what)
             else:
                 problems.append(f"{what}: {error}")
     for bucket, uses in bad_buckets.items():

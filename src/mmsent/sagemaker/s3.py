@@ -22,7 +22,9 @@ UPLOAD_WORKERS = 16  # S3 serves many requests at once; one at a time, MELD's 13
 
 
 class S3UriError(MmsentError, ValueError):
-    pass
+    def __init__(self, message: str, bucket: str | None = None) -> None:
+        super().__init__(message)
+        self.bucket = bucket  # the invalid bucket name, when the URI has the s3://bucket/ form
 
 
 class BucketError(MmsentError, ValueError):
@@ -32,7 +34,7 @@ class BucketError(MmsentError, ValueError):
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     match = _S3_URI.match(uri)
     if not match or not BUCKET_NAME.match(match.group(1)):
-        raise S3UriError(f"not an s3://bucket/prefix URI with a valid bucket name: {uri!r}")
+        raise S3UriError(f"not an s3://bucket/prefix URI with a valid bucket name: {uri!r}", match and match.group(1))
     return match.group(1), match.group(2)
 
 

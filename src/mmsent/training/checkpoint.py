@@ -174,10 +174,14 @@ class CheckpointFolder:
                 path.unlink(missing_ok=True)
             raise CheckpointError(f"could not write checkpoint {path}: {str(error).splitlines()[0]}; "
                                   "earlier checkpoints are untouched") from error  # fmt: skip
-        for old in self.checkpoints()[self.keep :]:
+        self.prune(self.keep)
+        return path
+
+    def prune(self, keep: int) -> None:
+        """Delete all but the newest `keep` checkpoints."""
+        for old in self.checkpoints()[keep:]:
             old.with_suffix(".json").unlink(missing_ok=True)  # the manifest first: a half-deleted pair is invalid
             old.unlink(missing_ok=True)
-        return path
 
     def newest_valid(self) -> tuple[Path, dict] | None:
         """The newest checkpoint that checks out, or None; every one skipped is named with its reason."""

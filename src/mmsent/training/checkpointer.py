@@ -75,10 +75,8 @@ class Checkpointer:
         needs: the last epoch's weights and optimizer state (a larger --epochs goes on from there) and
         the best epoch's weights (a lost model dir is written again). The fallback kept while training
         guarded against a newest cut short mid-write; the older ones would only resume earlier points."""
-        if self.dist.is_main and self.folder.keep <= 2:
-            for old in self.folder.checkpoints()[1:]:
-                old.with_suffix(".json").unlink(missing_ok=True)  # the manifest first: a half-deleted pair is invalid
-                old.unlink(missing_ok=True)
+        if self.dist.is_main and self.folder.keep <= TrainConfig.keep_checkpoints:
+            self.folder.prune(1)
 
     def resume(self) -> tuple[LoopState, dict | None] | None:
         """(LoopState, best weights) from the newest valid checkpoint, restored into the model,

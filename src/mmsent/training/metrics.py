@@ -50,21 +50,21 @@ def confusion_figure(task: str, matrix: list[list[int]], title: str = ""):
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     side = 1.6 + 0.75 * max(len(names), 5)  # the 3-class sentiment figure as legible as the 7-class one
     figure, panels = plt.subplots(1, 2, figsize=(2 * side + 1.5, side))
-    for axes, values, colours, what, text in (
-        (panels[0], counts, "Blues", "items", lambda i, j: str(counts[i, j])),
-        (panels[1], shares, "Greens", "share of the true class", lambda i, j: f"{shares[i, j]:.2f}"),
+    for axes, values, top, colours, what, heading, cell in (
+        (panels[0], counts, max(counts.max(), 1), "Blues", "items", "counts", "{:d}"),
+        (panels[1], shares, 1.0, "Greens", "share of the true class", "normalised by true class", "{:.2f}"),
     ):
-        image = axes.imshow(values, cmap=colours, vmin=0, vmax=max(values.max(), 1) if values is counts else 1)
+        image = axes.imshow(values, cmap=colours, vmin=0, vmax=top)
         figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label=what)
         axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
         axes.set_yticks(range(len(names)), names)
         axes.set_xlabel("predicted")
         axes.set_ylabel("true")
-        axes.set_title("counts" if values is counts else "normalised by true class")
-        bright = values / max(values.max(), 1) if values is counts else values
+        axes.set_title(heading)
         for i in range(len(names)):
             for j in range(len(names)):
-                axes.text(j, i, text(i, j), ha="center", va="center", color="white" if bright[i, j] > 0.5 else "black")
+                axes.text(j, i, cell.format(values[i, j]), ha="center", va="center",
+                          color="white" if values[i, j] / top > 0.5 else "black")  # fmt: skip
     figure.suptitle(title or f"{task} confusion matrix")
     figure.tight_layout()
     return figure
