@@ -63,3 +63,48 @@ def assert_same_run_results(got_run: Path, expected_run: Path, loss_tolerance: f
     histories = [json.loads((run / "output" / "history.json").read_text()) for run in (got_run, expected_run)]
     assert [h["train"]["loss"] for h in histories[0]] == pytest.approx([h["train"]["loss"] for h in histories[1]], abs=loss_tolerance)
     return got
+
+
+WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>",
+                    "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]  # fmt: skip
+
+
+def _byte_level_alphabet() -> list[str]:
+    """GPT-2's (and Whisper's) byte-to-unicode map: 256 printable stand-ins for the 256 bytes."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return [chr(b) for b in printable] + [chr(256 + n) for n in range(len(others))]
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> Path:
+    """A folder with a 2-layer, 16-wide random Whisper that transformers' speech-recognition pipeline
+    loads like openai/whisper-tiny (no weights can be downloaded here): config, byte-level tokenizer,
+    feature extractor, saved as a hub folder holds them."""
+    import torch
+    from transformers import (AddedToken, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
+                              WhisperProcessor, WhisperTokenizer)  # fmt: skip
+
+    vocab = {token: index for index, token in enumerate(_byte_level_alphabet())}
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=[], pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": [AddedToken(t, special=True) for t in WHISPER_SPECIALS[1:]]})
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in WHISPER_SPECIALS}
+    config = WhisperConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                           num_mel_bins=80, max_source_positions=1500, max_target_positions=64,
+                           pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"],
+                           eos_token_id=ids["<|endoftext|>"], decoder_start_token_id=ids["<|startoftranscript|>"])  # fmt: skip
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config)
+    generation = model.generation_config
+    generation.max_length = 16
+    generation.no_timestamps_token_id = ids["<|notimestamps|>"]
+    # Whisper's own generation config suppresses tokens too: here all but lowercase letters and the space, so the
+    # random transcript is printable text (control bytes would be normalised away) and never empty.
+    words = {tokenizer.convert_tokens_to_ids(t) for t in [*"abcdefghijklmnopqrstuvwxyz", "Ġ"]} | {ids["<|endoftext|>"]}
+    generation.suppress_tokens = [index for index in range(len(tokenizer)) if index not in words]
+    generation.begin_suppress_tokens = [ids["<|endoftext|>"], tokenizer.convert_tokens_to_ids("Ġ")]
+    folder = tmp_path_factory.mktemp("tiny-whisper")
+    model.save_pretrained(folder)
+    WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(folder)
+    return folder

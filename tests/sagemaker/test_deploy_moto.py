@@ -111,3 +111,35 @@ def test_the_packed_archive_answers_from_its_own_code(tiny_model_dir, sample_dir
     from mmsent.labels import EMOTIONS
 
     assert result.stdout.strip() in EMOTIONS
+
+
+def test_an_archive_with_an_asr_model_transcribes_clips_sent_without_text(tiny_model_dir, tiny_whisper, sample_dir, tmp_path):
+    from mmsent.sagemaker.deploy import build_model_archive
+
+    archive = build_model_archive(tiny_model_dir, tmp_path / "model.tar.gz", "2.6.0", asr_model=tiny_whisper)
+    unpacked = tmp_path / "opt-ml-model"
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    assert sorted(p.name for p in (unpacked / "asr").iterdir()) == sorted(p.name for p in tiny_whisper.iterdir())
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(unpacked / "code")!r})
+        import inference
+        model = inference.model_fn({str(unpacked)!r})
+        data = inference.input_fn(open({str(_good_clips(sample_dir)[0])!r}, "rb").read(), "video/mp4")
+        body, kind = inference.output_fn(inference.predict_fn(data, model), "application/json")
+        print(json.dumps(json.loads(body)["predictions"][0]))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    prediction = json.loads(result.stdout.strip().splitlines()[-1])
+    assert prediction["transcribed"] is True and prediction["text"] and prediction["present"]["text"] is True
+
+
+def test_deploy_refuses_an_asr_model_that_is_not_a_folder(tiny_model_dir, tmp_path):
+    from mmsent.errors import SettingsError
+    from mmsent.sagemaker.deploy import build_model_archive
+
+    with pytest.raises(SettingsError, match="--asr-model .*no-whisper: no such folder"):
+        build_model_archive(tiny_model_dir, tmp_path / "model.tar.gz", "2.6.0", asr_model=tmp_path / "no-whisper")
+    assert not (tmp_path / "model.tar.gz").exists()

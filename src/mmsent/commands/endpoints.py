@@ -37,6 +37,8 @@ def add_parsers(commands) -> None:
                         "(default: the newest one mmsent knows, see mmsent.sagemaker.images)")
     deploy.add_argument("--image-uri", help="inference image (default: the AWS PyTorch inference image for the region)")
     deploy.add_argument("--region", help="AWS region (default: boto3's)")
+    deploy.add_argument("--asr-model", type=Path, metavar="FOLDER", help="a saved speech-recognition model (Whisper family) "
+                        "packed with the model: the endpoint transcribes clips sent without text")  # fmt: skip
     deploy.add_argument("--dry-run", action="store_true", help="print the requests as JSON; upload and create nothing")
     deploy.add_argument("--wait", action="store_true", help="wait until the endpoint is InService; exit non-zero if it fails")
     deploy.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
@@ -75,7 +77,7 @@ def _run_deploy(args: argparse.Namespace, env: Environment) -> int:
     requests = endpoint_requests(settings, stamp)
     with tempfile.TemporaryDirectory(prefix="mmsent-deploy-") as folder:
         model_dir = args.model_dir if args.model_dir is not None else _job_model(session, args.job, Path(folder))
-        archive = build_model_archive(model_dir, Path(folder) / "model.tar.gz", version)
+        archive = build_model_archive(model_dir, Path(folder) / "model.tar.gz", version, args.asr_model)
         if args.dry_run:
             print(f"would upload {archive.stat().st_size / 1e6:.1f} MB to {settings.model_data_url}", file=sys.stderr)
             for request in requests.values():

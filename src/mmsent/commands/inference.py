@@ -25,6 +25,12 @@ def positive_float(text: str) -> float:
     return value
 
 
+def _add_asr_model(parser) -> None:
+    parser.add_argument("--asr-model", metavar="PATH_OR_NAME",
+                        help="a speech-recognition model (Whisper family; a local folder, or a hub name where the hub is "
+                        "reachable) that transcribes clips given without a transcript, for a model trained with text")  # fmt: skip
+
+
 def add_parsers(commands) -> None:
     predict = commands.add_parser(
         "predict", help="emotion and sentiment of your own clips (or transcripts) with a trained model dir",
@@ -44,6 +50,7 @@ def add_parsers(commands) -> None:
     predict.add_argument("--batch-size", type=positive_int, default=16, help="items per forward pass (default: 16)")
     predict.add_argument("--num-workers", type=non_negative_int, default=2,
                          help="processes decoding clips in parallel; 0 or 1 decodes in this process (default: 2)")
+    _add_asr_model(predict)
     predict.set_defaults(run=_run_predict)
 
     serve = commands.add_parser("serve", help="serve a model dir over HTTP (SageMaker's /ping and /invocations)")
@@ -53,6 +60,7 @@ def add_parsers(commands) -> None:
     serve.add_argument("--threads", type=positive_int, default=4, help="requests served at once (default: 4)")
     serve.add_argument("--max-body-mb", type=positive_float, default=50.0, help="larger request bodies get 413 (default: 50)")
     serve.add_argument("--timeout", type=positive_float, default=60.0, help="seconds a request may take before 504 (default: 60)")
+    _add_asr_model(serve)
     serve.set_defaults(run=_run_serve)
 
 
@@ -91,7 +99,7 @@ def _run_predict(args: argparse.Namespace, env: Environment) -> int:
     if args.windows is not None and args.csv is not None and args.clips_dir is None:
         return error("--windows needs clips: give --clips-dir with --csv")
     requests = _requests(args)
-    predictor = Predictor(args.model_dir, batch_size=args.batch_size, workers=args.num_workers)
+    predictor = Predictor(args.model_dir, batch_size=args.batch_size, workers=args.num_workers, asr_model=args.asr_model)
     predictions = predictor.predict(requests, every=args.windows, progress=None)
     if args.json:
         for prediction in predictions:
@@ -113,10 +121,15 @@ def format_table(predictions, windows: bool) -> str:
         window = [f"{p.start:.1f}-{p.end:.1f}s" if p.start is not None else "whole"] if windows else []
         rows.append([p.name, *window, f"{p.emotion} {p.probabilities['emotion'][p.emotion]:.2f}",
                      f"{p.sentiment} {p.probabilities['sentiment'][p.sentiment]:.2f}",
-                     ",".join(m for m, present in p.present.items() if present) or "nothing",
-                     ",".join(p.issues) or "-"])  # fmt: skip
+                     present_text(p) or "nothing", ",".join(p.issues) or "-"])  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def present_text(prediction) -> str:
+    """The modalities a prediction had, a transcript from speech recognition marked: "text(asr),audio,video"."""
+    return ",".join(m + ("(asr)" if m == "text" and prediction.transcribed else "")
+                    for m, present in prediction.present.items() if present)  # fmt: skip
 
 
 def metrics_text(predictions) -> str:
@@ -144,13 +157,14 @@ def write_predictions(path: Path, predictions) -> None:
                 return
             columns = ["item", "start", "end", "emotion", "sentiment"]
             columns += [f"p_{task}_{name}" for task, names in TASKS.items() for name in names]
-            columns += ["present", "issues", "text", "true_emotion", "true_sentiment"]
+            columns += ["present", "issues", "text", "transcribed", "true_emotion", "true_sentiment"]
             writer = csv.writer(handle)
             writer.writerow(columns)
             for p in predictions:
                 writer.writerow([p.name, p.start, p.end, p.emotion, p.sentiment,
                                  *(p.probabilities[task][name] for task, names in TASKS.items() for name in names),
                                  ",".join(m for m, present in p.present.items() if present), ",".join(p.issues), p.text or "",
+                                 p.transcribed,
                                  *((p.labels["emotion"], p.labels["sentiment"]) if p.labels else ("", ""))])  # fmt: skip
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +176,7 @@ def _run_serve(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.inference.server import ServeConfig, serve
 
     cfg = ServeConfig(host=args.host, port=args.port, threads=args.threads, max_body_mb=args.max_body_mb, timeout=args.timeout)
-    predictor = Predictor(args.model_dir, workers=1)
+    predictor = Predictor(args.model_dir, workers=1, asr_model=args.asr_model)
     serve(predictor, cfg, ready=lambda message: print(message, flush=True))
     print("stopped", flush=True)
     return EXIT_OK

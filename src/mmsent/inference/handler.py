@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmsent.data.text_inputs import Turn
+from mmsent.inference.asr import PACKED_ASR_FOLDER
 from mmsent.inference.predict import Predictor, Request
 
 try:  # inside the AWS inference container: the toolkit answers with this error's status_code
@@ -63,8 +64,10 @@ class Input:
 
 
 def model_fn(model_dir: str) -> Predictor:
-    """The model dir SageMaker unpacked to /opt/ml/model (model.tar.gz's top level is the model dir)."""
-    return Predictor(Path(model_dir), workers=1)
+    """The model dir SageMaker unpacked to /opt/ml/model (model.tar.gz's top level is the model dir),
+    with the speech-recognition model `mmsent deploy --asr-model` packed beside it, if any."""
+    asr = Path(model_dir) / PACKED_ASR_FOLDER
+    return Predictor(Path(model_dir), workers=1, asr_model=str(asr) if asr.is_dir() else None)
 
 
 def input_fn(body: bytes | str, content_type: str) -> Input:

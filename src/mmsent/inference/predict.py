@@ -6,6 +6,8 @@ dir's config), in parallel processes, and scored in batches. A clip up to the mo
 longer one is classified on its centre window, or with `every` set, window by window across the
 whole clip (a timeline). Broken media never fails the batch: the clip's row names its issues, and
 the model predicts from what is left (the transcript, say), as it learnt to with masked modalities.
+With a Transcriber (mmsent.inference.asr), a clip or window without a transcript gets one from its
+audio, for a model trained with text.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from mmsent.data.cache import CachedItem, as_item
 from mmsent.data.dataset import collate, media_fields
 from mmsent.data.media import decode_windows, map_clips
 from mmsent.data.text_inputs import TextInput, Turn, encode_texts
+from mmsent.errors import SettingsError
+from mmsent.inference.asr import Transcriber
 from mmsent.labels import TASKS
 from mmsent.model_dir import load_model_dir
 from mmsent.training.precision import choose_precision
@@ -56,11 +60,12 @@ class Prediction:
     issues: tuple[str, ...] = ()  # media problems (mmsent.data.media's names)
     text: str | None = None  # the transcript used
     labels: dict[str, str] | None = None  # the true labels, where a labelled CSV gave them
+    transcribed: bool = False  # the transcript came from speech recognition (--asr-model), not the request
 
     def as_dict(self) -> dict:
         row = {"name": self.name, "start": self.start, "end": self.end, "emotion": self.emotion,
                "sentiment": self.sentiment, "probabilities": self.probabilities, "present": self.present,
-               "issues": list(self.issues), "text": self.text}  # fmt: skip
+               "issues": list(self.issues), "text": self.text, "transcribed": self.transcribed}  # fmt: skip
         if self.labels is not None:
             row["labels"] = self.labels
         return row
@@ -81,22 +86,36 @@ def plan_windows(duration: float | None, seconds: float, every: float | None) ->
     return [(float(s), float(min(s + every, duration))) for s in starts if duration - s > 1e-3]
 
 
+Window = tuple[float, float] | None  # (start, end) seconds in the clip; None: the whole clip
+
+
 def decode_for_prediction(path: Path | None, media: MediaConfig, video: bool, audio: bool, every: float | None,
-                          ) -> list[tuple[tuple[float, float] | None, CachedItem]]:
-    """Each window of a clip and what the model needs from it (in a worker process: plain arrays)."""
+                          keep_waveform: bool = False) -> list[tuple[Window, CachedItem, np.ndarray | None]]:
+    """Each window of a clip, what the model needs from it, and (for speech recognition, with
+    `keep_waveform`) its audio samples: in a worker process, so plain arrays."""
     plan = functools.partial(plan_windows, seconds=media.audio_seconds, every=every)
-    clips = decode_windows(path, media, plan, video=video, audio=audio)
+    clips = decode_windows(path, media, plan, video=video, audio=audio or keep_waveform)
     spans = plan(clips[0].duration) or [None]  # the plan decode_windows followed: one clip per window
-    return [(span, as_item(clip, media)) for span, clip in zip(spans, clips)]
+    return [(span, as_item(clip, media), clip.waveform if keep_waveform else None) for span, clip in zip(spans, clips)]
+
+
+def _decode_job(job: tuple[Path, bool], **settings) -> list[tuple[Window, CachedItem, np.ndarray | None]]:
+    """map_clips' function: a (clip, keep its waveform) pair through decode_for_prediction."""
+    path, keep_waveform = job
+    return decode_for_prediction(path, keep_waveform=keep_waveform, **settings)
 
 
 class Predictor:
     """A loaded model dir, ready to classify requests (on CUDA when there is one)."""
 
     def __init__(self, model_dir: Path, device: torch.device | str | None = None, batch_size: int = 16,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, asr_model: str | None = None) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model, self.data_cfg, self.tokenizer = load_model_dir(model_dir, self.device)
+        if asr_model is not None and "text" not in self.data_cfg.modalities:
+            raise SettingsError(f"--asr-model: the model in {model_dir} was trained without text "
+                                f"(modalities {','.join(self.data_cfg.modalities)}), so a transcript has nothing to feed")  # fmt: skip
+        self.transcriber = Transcriber(asr_model, self.device) if asr_model is not None else None
         self.model_dir = Path(model_dir)
         self.batch_size = batch_size
         self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)
@@ -112,19 +131,39 @@ class Predictor:
         """One Prediction per window of each request, in request order."""
         cfg = self.data_cfg
         video, audio = "video" in cfg.modalities, "audio" in cfg.modalities
-        decode = functools.partial(decode_for_prediction, media=cfg.media, video=video, audio=audio, every=every)
-        with_clips = [r.clip for r in requests if r.clip is not None]
-        decoded = iter(map_clips(decode, with_clips, min(self.workers, len(with_clips)), "decode", progress)
-                       if with_clips and (video or audio) else [])  # fmt: skip
-        rows: list[tuple[Request, str | None, tuple[float, float] | None, CachedItem | None]] = []
+        # Only clips without a transcript are transcribed: their audio is kept (and decoded, for a model without audio).
+        untranscribed = [r for r in requests if r.clip is not None and not (r.text or "").strip()] if self.transcriber else []
+        listen = {id(r) for r in untranscribed}
+        with_clips = [r for r in requests if r.clip is not None and (video or audio or id(r) in listen)]
+        decode = functools.partial(_decode_job, media=cfg.media, video=video, audio=audio, every=every)
+        jobs = [(r.clip, id(r) in listen) for r in with_clips]
+        decoded = iter(map_clips(decode, jobs, min(self.workers, len(jobs)), "decode", progress) if jobs else [])
+        decoding = {id(r) for r in with_clips}
+        rows: list[tuple[Request, str | None, Window, CachedItem | None]] = []
+        heard: list[tuple[int, np.ndarray]] = []  # (row, waveform) to transcribe
         for request in requests:
-            text = request.text
-            windows = next(decoded) if request.clip is not None and (video or audio) else [(None, None)]
-            rows += [(request, text, span, clip) for span, clip in windows]
+            windows = next(decoded) if id(request) in decoding else [(None, None, None)]
+            for span, clip, waveform in windows:
+                if waveform is not None:
+                    heard.append((len(rows), waveform))
+                rows.append((request, request.text, span, clip))  # a clip decoded only to be heard still names its issues
+        transcribed = self._transcribe(rows, heard)
         predictions = []
         for first in range(0, len(rows), self.batch_size):
             predictions += self._score(rows[first : first + self.batch_size])
+        for position in transcribed:
+            predictions[position].transcribed = True
         return predictions
+
+    def _transcribe(self, rows: list, heard: list[tuple[int, np.ndarray]]) -> list[int]:
+        """Fills in the transcript of each row whose audio was kept; returns those rows' positions."""
+        if self.transcriber is None or not heard:
+            return []
+        texts = self.transcriber.transcribe([waveform for _, waveform in heard], self.data_cfg.media.sample_rate)
+        for (position, _), text in zip(heard, texts):
+            request, _, span, clip = rows[position]
+            rows[position] = (request, text, span, clip)
+        return [position for position, _ in heard]
 
     @torch.no_grad()
     def _score(self, rows: list) -> list[Prediction]:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmsent.errors import SettingsError
+from mmsent.inference.asr import PACKED_ASR_FOLDER
+from mmsent.inference.predict import Predictor
 from mmsent.model_dir import CONFIG, LABELS, TEXT, WEIGHTS, load_model_dir
 from mmsent.sagemaker.images import INSTANCE_TYPE, inference_image
 from mmsent.sagemaker.package import add_bytes, add_code, conflicts_with, requirements_for, write_tar_gz
@@ -58,11 +60,18 @@ class EndpointSettings:
             raise SettingsError(f"--instance-count must be at least 1, got {self.instance_count}")
 
 
-def build_model_archive(model_dir: Path, destination: Path, framework_version: str) -> Path:
-    """model.tar.gz: the model dir's files at the top, code/ beside them. The model dir is loaded
-    first, so a folder that would fail in the endpoint fails here."""
+def build_model_archive(model_dir: Path, destination: Path, framework_version: str, asr_model: Path | None = None) -> Path:
+    """model.tar.gz: the model dir's files at the top, code/ beside them, and a speech-recognition
+    model's folder as asr/ where one is given (the endpoint then transcribes clips sent without text,
+    with no hub access). The model dir (and the ASR model) are loaded first, so a folder that would
+    fail in the endpoint fails here."""
     model_dir = Path(model_dir)
-    load_model_dir(model_dir)
+    if asr_model is None:
+        load_model_dir(model_dir)
+    elif not Path(asr_model).is_dir():
+        raise SettingsError(f"--asr-model {asr_model}: no such folder (deploy packs a saved speech-recognition model's folder)")
+    else:
+        Predictor(model_dir, device="cpu", workers=1, asr_model=str(asr_model))  # what the endpoint's model_fn loads
     image = inference_image(framework_version)
     if conflicts := conflicts_with(image, f"pytorch-inference {framework_version}"):
         raise SettingsError(f"pytorch-inference {framework_version} cannot run the handler's requirements:\n  " + "\n  ".join(conflicts))
@@ -73,6 +82,9 @@ def build_model_archive(model_dir: Path, destination: Path, framework_version: s
         for path in sorted((model_dir / TEXT).rglob("*")) if (model_dir / TEXT).is_dir() else []:
             if path.is_file():
                 add_bytes(archive, path.relative_to(model_dir).as_posix(), path.read_bytes())
+        for path in sorted(Path(asr_model).rglob("*")) if asr_model is not None else []:
+            if path.is_file():
+                add_bytes(archive, f"{PACKED_ASR_FOLDER}/{path.relative_to(asr_model).as_posix()}", path.read_bytes())
         add_code(archive, "code/", ENTRY_MODULE, _ENTRY_SCRIPT, requirements_for(image))
 
     return write_tar_gz(destination, fill)
