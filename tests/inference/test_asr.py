@@ -69,5 +69,8 @@ def test_bad_asr_models_are_named(tiny_model_dir, tmp_path, capsys):
                                         "--asr-model", str(tmp_path / "no-such-model")], capsys)  # fmt: skip
     assert status == 2 and f"--asr-model {tmp_path / 'no-such-model'}: no such folder" in stderr
     assert len(stderr.strip().splitlines()) == 1
+    status, stderr = status_and_stderr(["serve", "--model-dir", str(tiny_model_dir), "--port", "0",
+                                        "--asr-model", str(tmp_path / "no-such-model")], capsys)  # fmt: skip
+    assert status == 2 and "no such folder" in stderr  # refused before serving anything
     with pytest.raises(SettingsError, match="--asr-model .*cannot load a speech-recognition model"):
         Predictor(tiny_model_dir, asr_model=str(tiny_model_dir))  # a folder, but no speech-recognition model in it
