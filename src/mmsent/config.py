@@ -131,7 +131,8 @@ AMP_DTYPES: tuple[str, ...] = ("auto", "bf16", "fp16")
 class TrainConfig:
     """How to train. Runtime state (epoch, step, rank) lives in the loop, never here."""
 
-    epochs: int = 10  # passes over the training split; the model dir keeps the epoch with the best validation emotion weighted F1
+    # 4, measured (README, MELD text only): as good a best epoch as 10 (0.577 dev emotion wF1 each, 3 seeds), a better last one, 2.5x faster.
+    epochs: int = 4  # passes over the training split; the model dir keeps the epoch with the best validation emotion weighted F1
     batch_size: int = 16  # per optimizer step with grad_accum_steps 1; lower it on out-of-memory
     learning_rate: float = 5e-4  # fusion, heads, projections and the audio CNN: all start random
     encoder_learning_rate: float = 3e-5  # pretrained backbones being fine-tuned: lower, or they forget
