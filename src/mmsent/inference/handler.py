@@ -9,7 +9,8 @@ Requests:
                         of {"speaker": ..., "text": ...}, in dialogue order), for a model trained with context
     text/plain          the transcript alone
 Response (application/json): {"predictions": [one object per window: emotion, sentiment, every class's
-probability, which modalities were present, media issues]}.
+probability, which modalities were present, media issues, the transcript used and whether speech
+recognition made it (with an asr/ folder in the model dir, clips sent without text are transcribed)]}.
 Bad requests raise RequestError: status 4xx and a JSON body {"error": "..."} naming the problem. In
 the AWS container the toolkit turns its status_code into the response's (it appends a traceback).
 """
