@@ -5,7 +5,6 @@ garbage: the tests check the plumbing, not the words)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import av
 import pytest
