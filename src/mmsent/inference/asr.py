@@ -44,7 +44,6 @@ class Transcriber:
         tokenizer = self.pipeline.tokenizer
         if tokenizer is not None and tokenizer.pad_token is None:  # batching pads the generated ids
             tokenizer.pad_token = tokenizer.eos_token
-        self.name = model
         self.batch_size = batch_size
         self.lock = threading.Lock()  # serve's threads take turns: a fast tokenizer is not thread-safe
 

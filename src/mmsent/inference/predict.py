@@ -132,50 +132,46 @@ class Predictor:
         cfg = self.data_cfg
         video, audio = "video" in cfg.modalities, "audio" in cfg.modalities
         # Only clips without a transcript are transcribed: their audio is kept (and decoded, for a model without audio).
-        untranscribed = [r for r in requests if r.clip is not None and not (r.text or "").strip()] if self.transcriber else []
-        listen = {id(r) for r in untranscribed}
+        listen = {id(r) for r in requests if self.transcriber and r.clip is not None and not (r.text or "").strip()}
         with_clips = [r for r in requests if r.clip is not None and (video or audio or id(r) in listen)]
         decode = functools.partial(_decode_job, media=cfg.media, video=video, audio=audio, every=every)
         jobs = [(r.clip, id(r) in listen) for r in with_clips]
         decoded = iter(map_clips(decode, jobs, min(self.workers, len(jobs)), "decode", progress) if jobs else [])
         decoding = {id(r) for r in with_clips}
-        rows: list[tuple[Request, str | None, Window, CachedItem | None]] = []
+        rows: list[tuple[Request, str | None, bool, Window, CachedItem | None]] = []  # (.., text, transcribed, ..)
         heard: list[tuple[int, np.ndarray]] = []  # (row, waveform) to transcribe
         for request in requests:
             windows = next(decoded) if id(request) in decoding else [(None, None, None)]
             for span, clip, waveform in windows:
                 if waveform is not None:
                     heard.append((len(rows), waveform))
-                rows.append((request, request.text, span, clip))  # a clip decoded only to be heard still names its issues
-        transcribed = self._transcribe(rows, heard)
+                rows.append((request, request.text, False, span, clip))  # a clip decoded only to be heard still names its issues
+        self._transcribe(rows, heard)
         predictions = []
         for first in range(0, len(rows), self.batch_size):
             predictions += self._score(rows[first : first + self.batch_size])
-        for position in transcribed:
-            predictions[position].transcribed = True
         return predictions
 
-    def _transcribe(self, rows: list, heard: list[tuple[int, np.ndarray]]) -> list[int]:
-        """Fills in the transcript of each row whose audio was kept; returns those rows' positions."""
+    def _transcribe(self, rows: list, heard: list[tuple[int, np.ndarray]]) -> None:
+        """Fills in the transcript of each row whose audio was kept, marked as transcribed."""
         if self.transcriber is None or not heard:
-            return []
+            return
         texts = self.transcriber.transcribe([waveform for _, waveform in heard], self.data_cfg.media.sample_rate)
         for (position, _), text in zip(heard, texts):
-            request, _, span, clip = rows[position]
-            rows[position] = (request, text, span, clip)
-        return [position for position, _ in heard]
+            request, _, _, span, clip = rows[position]
+            rows[position] = (request, text, True, span, clip)
 
     @torch.no_grad()
     def _score(self, rows: list) -> list[Prediction]:
         cfg: DataConfig = self.data_cfg
         items = []
         # Requests come from anywhere (--text, JSON): normalised here as read_meld_csv and dialogue_inputs do training's.
-        inputs = [TextInput(text or "", r.speaker, r.past, r.future).within(cfg.text).normalized() for r, text, _, _ in rows]
+        inputs = [TextInput(text or "", r.speaker, r.past, r.future).within(cfg.text).normalized() for r, text, _, _, _ in rows]
         texts = [i.text for i in inputs]
         if "text" in cfg.modalities:
             with self.tokenizer_lock:
                 encoded = encode_texts(self.tokenizer, inputs, cfg.text)
-        for position, (request, _, _, clip) in enumerate(rows):
+        for position, (request, _, _, _, clip) in enumerate(rows):
             item: dict = {"index": position, "emotion": 0, "sentiment": 0, "issues": ()}
             if "text" in cfg.modalities:
                 item |= {name: column[position] for name, column in encoded.items()}
@@ -190,7 +186,7 @@ class Predictor:
             logits = self.model(to_device(batch, self.device))
         probabilities = {task: torch.softmax(logits[task].float(), dim=1).cpu().numpy() for task in TASKS}
         results = []
-        for position, (request, text, span, clip) in enumerate(rows):
+        for position, (request, text, transcribed, span, clip) in enumerate(rows):
             p = {task: dict(zip(names, (round(float(v), 6) for v in probabilities[task][position]))) for task, names in TASKS.items()}
             labels = {task: TASKS[task][i] for task, i in request.labels.items()} if request.labels else None
             results.append(Prediction(
@@ -199,5 +195,6 @@ class Predictor:
                 emotion=max(p["emotion"], key=p["emotion"].get), sentiment=max(p["sentiment"], key=p["sentiment"].get),
                 probabilities=p, present={name: bool(present[name][position]) for name in cfg.modalities},
                 issues=tuple(clip.issues) if clip is not None else (), text=texts[position] or None, labels=labels,
+                transcribed=transcribed,
             ))  # fmt: skip
         return results
