@@ -136,10 +136,17 @@ def test_an_archive_with_an_asr_model_transcribes_clips_sent_without_text(tiny_m
     assert prediction["transcribed"] is True and prediction["text"] and prediction["present"]["text"] is True
 
 
-def test_deploy_refuses_an_asr_model_that_is_not_a_folder(tiny_model_dir, tmp_path):
+def test_deploy_refuses_an_asr_model_that_is_not_a_folder(aws, tiny_model_dir, tmp_path):  # noqa: F811
     from mmsent.errors import SettingsError
     from mmsent.sagemaker.deploy import build_model_archive
 
     with pytest.raises(SettingsError, match="--asr-model .*no-whisper: no such folder"):
         build_model_archive(tiny_model_dir, tmp_path / "model.tar.gz", "2.6.0", asr_model=tmp_path / "no-whisper")
     assert not (tmp_path / "model.tar.gz").exists()
+    # Through the command: one line, and nothing uploaded or created.
+    env, clients = aws
+    before = _keys(clients["s3"])
+    result = _deploy(env, "--model-dir", str(tiny_model_dir), "--endpoint-name", "emotions", "--asr-model", str(tmp_path / "no-whisper"))
+    assert result.returncode == 2 and f"--asr-model {tmp_path / 'no-whisper'}: no such folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _keys(clients["s3"]) == before and clients["sagemaker"].list_endpoints()["Endpoints"] == []
