@@ -33,6 +33,7 @@ def test_help_comes_from_the_config_comments():
 @pytest.mark.parametrize(("argv", "message"), [
     (["--epochs", "ten"], "argument --epochs: expected an integer, got 'ten'"),
     (["--amp", "maybe"], "argument --amp: expected true or false, got 'maybe'"),
+    (["--feature-norm", "sometimes"], "argument --feature-norm: expected true or false, got 'sometimes'"),
     (["--scheduler", "step"], "scheduler must be one of cosine, linear, plateau, constant, got 'step'"),
     (["--epochs", "0"], "epochs must be at least 1, got 0"),
     (["--modalities", "text,smell"], "modalities must be a non-empty subset of text,audio,video"),

@@ -37,6 +37,21 @@ def test_save_then_load_gives_the_same_model(model_dir, tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+def test_a_model_dir_from_before_feature_norm_loads_as_trained_without_it(model_dir, tmp_path):
+    from mmsent.model.fusion import MultimodalSentimentModel
+
+    loaded, data_cfg, tokenizer = load_model_dir(model_dir)
+    assert loaded.cfg.feature_norm  # today's default
+    older = MultimodalSentimentModel(replace(loaded.cfg, feature_norm=False), pretrained=False).eval()
+    save_model_dir(tmp_path / "older", older, data_cfg, older.cfg, tokenizer)
+    config = json.loads((tmp_path / "older" / CONFIG).read_text())
+    del config["model"]["feature_norm"]  # as a version without the setting wrote it
+    (tmp_path / "older" / CONFIG).write_text(json.dumps(config))
+    again, _, _ = load_model_dir(tmp_path / "older")
+    assert not again.cfg.feature_norm
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in older.state_dict().items())
+
+
 def test_state_replaces_entries_of_the_models_own_weights(model_dir, tmp_path):
     model, data_cfg, tokenizer = load_model_dir(model_dir)
     name, tensor = next((k, v) for k, v in model.state_dict().items() if v.is_floating_point())

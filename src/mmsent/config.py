@@ -106,6 +106,7 @@ class ModelConfig:
     fusion_dim: int = 256  # width of the fusion layer
     audio_channels: tuple[int, ...] = (16, 32, 64, 128)  # conv widths of the audio CNN, one block each
     dropout: float = 0.3  # in projections, fusion and heads; raise it when validation loss climbs early
+    feature_norm: bool = True  # LayerNorm on each backbone's features before its projection, so every modality starts at one scale
 
     def __post_init__(self) -> None:
         require_finite(self)
@@ -203,5 +204,11 @@ def data_config_from_dict(values: dict) -> DataConfig:
     )
 
 
+# Model settings added after model dirs and checkpoints were first written, with the value that an older
+# one (which lacks the key) was trained with, whatever today's default.
+MODEL_SETTINGS_ADDED: dict[str, object] = {"feature_norm": False}
+
+
 def model_config_from_dict(values: dict) -> ModelConfig:
+    values = MODEL_SETTINGS_ADDED | values
     return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

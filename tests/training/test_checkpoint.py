@@ -122,6 +122,16 @@ def test_a_checkpoint_from_other_settings_is_refused_naming_them():
     assert "written by 1 processes, this run has 2" in str(caught[0].message)
 
 
+def test_a_checkpoint_from_before_a_model_setting_existed_resumes_with_the_value_it_was_trained_with():
+    older = asdict(ModelConfig(feature_norm=False))
+    del older["feature_norm"]  # written before the setting existed: trained without the norm
+    configs = {"model": older, "data": asdict(DataConfig()), "train": asdict(TrainConfig())}
+    payload = {"configs": configs, "labels": __import__("mmsent.labels").labels.label_maps(), "rng": [{}]}
+    with pytest.raises(CheckpointError, match=r"other settings \(model\.feature_norm\)"):
+        check_compatible(payload, "c.pt", {**configs, "model": asdict(ModelConfig())}, world_size=1)
+    check_compatible(payload, "c.pt", {**configs, "model": asdict(ModelConfig(feature_norm=False))}, world_size=1)
+
+
 def test_random_states_round_trip_through_weights_only_loading(tmp_path):
     import random
 

@@ -41,11 +41,11 @@ class MultimodalSentimentModel(nn.Module):
         self.cfg = cfg
         encoders: dict[str, nn.Module] = {}
         if "text" in cfg.modalities:
-            encoders["text"] = TextEncoder(cfg.text_model, cfg.embed_dim, cfg.dropout, pretrained=pretrained)
+            encoders["text"] = TextEncoder(cfg.text_model, cfg.embed_dim, cfg.dropout, cfg.feature_norm, pretrained=pretrained)
         if "video" in cfg.modalities:
-            encoders["video"] = VideoEncoder(cfg.video_weights if pretrained else "none", cfg.embed_dim, cfg.dropout)
+            encoders["video"] = VideoEncoder(cfg.video_weights if pretrained else "none", cfg.embed_dim, cfg.dropout, cfg.feature_norm)
         if "audio" in cfg.modalities:
-            encoders["audio"] = AudioEncoder(cfg.audio_channels, cfg.embed_dim, cfg.dropout)
+            encoders["audio"] = AudioEncoder(cfg.audio_channels, cfg.embed_dim, cfg.dropout, cfg.feature_norm)
         self.encoders = nn.ModuleDict(encoders)
         fused_in = (cfg.embed_dim + 1) * len(self.encoders)  # each embedding, and its presence mask
         self.fusion = nn.Sequential(
@@ -108,11 +108,16 @@ def _present_only(encoder: nn.Module, inputs: list[torch.Tensor], present: torch
     elif any(p.requires_grad for p in encoder.backbone.parameters()):
         chosen = torch.arange(len(present), device=present.device) == 0
     else:  # a frozen backbone, nothing present: nothing to run
-        return inputs[0].new_zeros((len(present), encoder.projection[0].in_features))
+        return inputs[0].new_zeros((len(present), _in_features(encoder.projection)))
     computed = encoder.features(*(x[chosen] for x in inputs))
     features = computed.new_zeros((len(present), *computed.shape[1:]))
     features[chosen] = computed
     return features
+
+
+def _in_features(projection: nn.Sequential) -> int:
+    """What a projection takes: its backbone's feature size."""
+    return next(layer for layer in projection if isinstance(layer, nn.Linear)).in_features
 
 
 def _head(in_features: int, classes: int, dropout: float) -> nn.Sequential:

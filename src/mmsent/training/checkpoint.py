@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from mmsent import __version__
+from mmsent.config import MODEL_SETTINGS_ADDED
 from mmsent.errors import MmsentError
 from mmsent.features import tensors_digest
 from mmsent.files import sha256_of, write_atomic, write_json_atomic
@@ -242,7 +243,7 @@ def check_compatible(payload: dict, path: Path, configs: dict, world_size: int, 
     if changed:
         raise CheckpointError(f"{path} was written training on other data: the {', '.join(changed)} split(s) differ "
                               "(CSV or clips); give the same --data-dir, another checkpoint folder, or --resume false")  # fmt: skip
-    saved = payload["configs"]
+    saved = payload["configs"] | {"model": MODEL_SETTINGS_ADDED | payload["configs"]["model"]}
     differences = [f"{section}.{key}" for section in ("model", "data", "train")
                    for key in sorted(set(saved[section]) | set(configs[section]))
                    if (section != "train" or key not in RESUMABLE_CHANGES)
