@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 # The whole test suite, slow end-to-end tests included.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20  # the 20 slowest tests: where the suite's time goes
 
 # Everything but the slow end-to-end tests.
 test-fast: $(STAMP)
