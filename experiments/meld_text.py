@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from grid import chosen, grid_arguments, mean_sd  # experiments/grid.py, beside this script
+
 SHARED_MELD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meld"
 
 # Setting name -> the `mmsent train` options it adds to the defaults.
@@ -67,11 +69,6 @@ def score(entry: dict, task: str, metric: str) -> float:
     return entry["validation"][task][metric]
 
 
-def mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
-
-
 def table(results: dict[str, list[dict]]) -> str:
     head = ("| setting | seeds | emotion wF1 (last) | emotion macro F1 | sentiment wF1 | emotion wF1 (best epoch) "
             "| emotion wF1 by epoch | train min/run |")  # fmt: skip
@@ -90,20 +87,13 @@ def table(results: dict[str, list[dict]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--settings", default="alone,past2,past2-future1", help=f"comma-separated, of: {', '.join(SETTINGS)}")
-    parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser = grid_arguments(__doc__.split("\n\n")[0], SETTINGS, default="alone,past2,past2-future1", epochs=3)
     parser.add_argument("--data-dir", type=Path, default=SHARED_MELD)
     parser.add_argument("--out", type=Path, default=Path("runs/meld-text"))
     args = parser.parse_args()
-    names = args.settings.split(",")
-    unknown = [n for n in names if n not in SETTINGS]
-    if unknown:
-        parser.error(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+    names, seeds = chosen(parser, args, SETTINGS)
     if not (args.data_dir / "train_sent_emo.csv").is_file():
         parser.error(f"no MELD CSVs in {args.data_dir}: give --data-dir")
-    seeds = [int(s) for s in args.seeds.split(",")]
     results = {}
     for name in names:
         results[name] = [run_once(name, seed, args) for seed in seeds]

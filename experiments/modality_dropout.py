@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from grid import chosen, grid_arguments, mean_sd  # experiments/grid.py, beside this script
+
 # Setting name -> the `mmsent train` options it adds to the defaults.
 SETTINGS: dict[str, list[str]] = {
     "p0": ["--modality-dropout", "0"],
@@ -76,11 +78,6 @@ def run_once(name: str, seed: int, data: Path, args: argparse.Namespace) -> dict
     return json.loads(done.read_text())
 
 
-def mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
-
-
 def table(results: dict[str, list[dict]], seeds: list[int]) -> str:
     lines = ["| setting | " + " | ".join(f"{c} (seeds {', '.join(map(str, seeds))})" for c in CONDITIONS)
              + " | mean: " + " | mean: ".join(CONDITIONS) + " | train min/run |",
@@ -94,18 +91,11 @@ def table(results: dict[str, list[dict]], seeds: list[int]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--settings", default="p0,p0.3", help=f"comma-separated, of: {', '.join(SETTINGS)}")
-    parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser = grid_arguments(__doc__.split("\n\n")[0], SETTINGS, default="p0,p0.3", epochs=5)
     parser.add_argument("--eval-size", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("runs/modality-dropout"))
     args = parser.parse_args()
-    names = args.settings.split(",")
-    unknown = [n for n in names if n not in SETTINGS]
-    if unknown:
-        parser.error(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    names, seeds = chosen(parser, args, SETTINGS)
     data = eval_data(args)
     results = {}
     for name in names:
