@@ -243,7 +243,8 @@ def check_compatible(payload: dict, path: Path, configs: dict, world_size: int, 
     if changed:
         raise CheckpointError(f"{path} was written training on other data: the {', '.join(changed)} split(s) differ "
                               "(CSV or clips); give the same --data-dir, another checkpoint folder, or --resume false")  # fmt: skip
-    saved = payload["configs"] | {"model": MODEL_SETTINGS_ADDED | payload["configs"]["model"]}
+    # A model setting missing from either side (a checkpoint from before it existed) means the value it was trained with.
+    saved, configs = ({**both, "model": MODEL_SETTINGS_ADDED | both["model"]} for both in (payload["configs"], configs))
     differences = [f"{section}.{key}" for section in ("model", "data", "train")
                    for key in sorted(set(saved[section]) | set(configs[section]))
                    if (section != "train" or key not in RESUMABLE_CHANGES)
