@@ -18,6 +18,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -89,6 +90,16 @@ def plan_windows(duration: float | None, seconds: float, every: float | None) ->
 Window = tuple[float, float] | None  # (start, end) seconds in the clip; None: the whole clip
 
 
+class _Row(NamedTuple):
+    """One window of one request on its way to the model."""
+
+    request: Request
+    text: str | None  # given, or transcribed
+    transcribed: bool  # whether speech recognition made `text`
+    span: Window
+    clip: CachedItem | None  # the decoded window; None without a clip
+
+
 def decode_for_prediction(path: Path | None, media: MediaConfig, video: bool, audio: bool, every: float | None,
                           keep_waveform: bool = False) -> list[tuple[Window, CachedItem, np.ndarray | None]]:
     """Each window of a clip, what the model needs from it, and (for speech recognition, with
@@ -138,40 +149,39 @@ class Predictor:
         jobs = [(r.clip, id(r) in listen) for r in with_clips]
         decoded = iter(map_clips(decode, jobs, min(self.workers, len(jobs)), "decode", progress) if jobs else [])
         decoding = {id(r) for r in with_clips}
-        rows: list[tuple[Request, str | None, bool, Window, CachedItem | None]] = []  # (.., text, transcribed, ..)
+        rows: list[_Row] = []
         heard: list[tuple[int, np.ndarray]] = []  # (row, waveform) to transcribe
         for request in requests:
             windows = next(decoded) if id(request) in decoding else [(None, None, None)]
             for span, clip, waveform in windows:
                 if waveform is not None:
                     heard.append((len(rows), waveform))
-                rows.append((request, request.text, False, span, clip))  # a clip decoded only to be heard still names its issues
+                rows.append(_Row(request, request.text, False, span, clip))  # a clip decoded only to be heard still names its issues
         self._transcribe(rows, heard)
         predictions = []
         for first in range(0, len(rows), self.batch_size):
             predictions += self._score(rows[first : first + self.batch_size])
         return predictions
 
-    def _transcribe(self, rows: list, heard: list[tuple[int, np.ndarray]]) -> None:
+    def _transcribe(self, rows: list[_Row], heard: list[tuple[int, np.ndarray]]) -> None:
         """Fills in the transcript of each row whose audio was kept, marked as transcribed."""
         if self.transcriber is None or not heard:
             return
         texts = self.transcriber.transcribe([waveform for _, waveform in heard], self.data_cfg.media.sample_rate)
         for (position, _), text in zip(heard, texts):
-            request, _, _, span, clip = rows[position]
-            rows[position] = (request, text, True, span, clip)
+            rows[position] = rows[position]._replace(text=text, transcribed=True)
 
     @torch.no_grad()
-    def _score(self, rows: list) -> list[Prediction]:
+    def _score(self, rows: list[_Row]) -> list[Prediction]:
         cfg: DataConfig = self.data_cfg
         items = []
         # Requests come from anywhere (--text, JSON): normalised here as read_meld_csv and dialogue_inputs do training's.
-        inputs = [TextInput(text or "", r.speaker, r.past, r.future).within(cfg.text).normalized() for r, text, _, _, _ in rows]
+        inputs = [TextInput(text or "", r.speaker, r.past, r.future).within(cfg.text).normalized() for r, text, *_ in rows]
         texts = [i.text for i in inputs]
         if "text" in cfg.modalities:
             with self.tokenizer_lock:
                 encoded = encode_texts(self.tokenizer, inputs, cfg.text)
-        for position, (request, _, _, _, clip) in enumerate(rows):
+        for position, (request, *_, clip) in enumerate(rows):
             item: dict = {"index": position, "emotion": 0, "sentiment": 0, "issues": ()}
             if "text" in cfg.modalities:
                 item |= {name: column[position] for name, column in encoded.items()}
