@@ -22,8 +22,12 @@ def test_head_metrics_match_hand_computed_values():
 
 
 def test_every_epoch_metric_line_is_matched_by_the_exported_definitions():
-    validation = {"loss": 1.25, **{t: {"accuracy": 0.5, "weighted_f1": 0.25, "macro_f1": 1e-5} for t in ("emotion", "sentiment")}}
+    validation = {"loss": 1.25, **{t: {"accuracy": 0.5, "weighted_f1": 0.25, "macro_f1": 1e-5} for t in ("emotion", "sentiment")},
+                  "without_text": {t: {"accuracy": 0.4, "weighted_f1": 0.125, "macro_f1": 0.1} for t in ("emotion", "sentiment")}}  # fmt: skip
     values = epoch_metrics(3, {"loss": 2.0}, validation)
+    assert values["validation_without_text:emotion_weighted_f1"] == 0.125
+    text_only = {name: value for name, value in validation.items() if name != "without_text"}
+    assert "validation_without_text:emotion_weighted_f1" not in epoch_metrics(3, {"loss": 2.0}, text_only)
     line = "some log prefix " + metric_line(values)
     assert len(METRIC_DEFINITIONS) == len(values)
     for definition in METRIC_DEFINITIONS:

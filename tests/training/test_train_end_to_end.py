@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mmsent.data.layout import find_splits
 from mmsent.data.sample import SampleConfig, write_sample
 from mmsent.labels import TASKS
+from mmsent.model.fusion import hide_modalities
 from mmsent.model_dir import ModelDirError, load_model_dir
 from mmsent.data.loader import make_loader
 from mmsent.training.precision import choose_precision
@@ -73,7 +74,7 @@ def test_tensorboard_event_files_hold_scalars_images_graph_and_hparams(run):
     tags = events.Tags()
     for tag in ("Loss/train", "Loss/validation", "Accuracy/validation/emotion", "Accuracy/validation/sentiment",
                 "F1/validation/emotion_weighted", "F1/validation/sentiment_weighted", "F1/validation/emotion_macro",
-                "LearningRate/new_layers", "LearningRate/encoders"):  # fmt: skip
+                "LearningRate/new_layers", "LearningRate/encoders", "F1/validation_without_text/emotion_weighted"):  # fmt: skip
         assert tag in tags["scalars"], tag
         assert [e.step for e in events.Scalars(tag)] == [1, 2]
     assert {"ConfusionMatrix/emotion", "ConfusionMatrix/sentiment"} <= set(tags["images"])
@@ -91,10 +92,15 @@ def test_the_model_dir_alone_reproduces_the_validation_predictions(run, sample_d
     dataset = MeldDataset.from_split(find_splits(sample_dir)["dev"], tokenizer, data_cfg)
     loader = make_loader(dataset, 8, 0, torch.device("cpu"))
     again = summarize(predict(model, loader, torch.device("cpu"), choose_precision(False, torch.device("cpu"))))
+    without_text = summarize(predict(model, (hide_modalities(batch, ("text",)) for batch in loader), torch.device("cpu"),
+                                     choose_precision(False, torch.device("cpu"))))  # fmt: skip
     saved = json.loads((root / "model" / "metrics.json").read_text())["validation"]
     for task in TASKS:
         assert again[task]["confusion_matrix"] == saved[task]["confusion_matrix"]
         assert again[task]["weighted_f1"] == pytest.approx(saved[task]["weighted_f1"])
+        # Training scored the same items with the transcript hidden, from the same pass.
+        assert without_text[task]["confusion_matrix"] == saved["without_text"][task]["confusion_matrix"]
+        assert without_text[task]["weighted_f1"] == pytest.approx(saved["without_text"][task]["weighted_f1"])
 
 
 def test_evaluate_reports_per_class_tables_figures_and_json(run, sample_dir, tmp_path):
@@ -131,6 +137,7 @@ def test_text_only_training_on_csvs_without_clips_repeats_with_the_same_seed(mel
                         "--num-workers", "0", "--seed", "5", *run_folders(out))  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
         assert json.loads((out / "model" / "config.json").read_text())["model"]["modalities"] == ["text"]
+        assert "without_text" not in json.loads((out / "model" / "metrics.json").read_text())["validation"]  # nothing left to score
         states.append(torch.load(out / "model" / "model.pth", weights_only=True))
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

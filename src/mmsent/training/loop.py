@@ -71,7 +71,7 @@ from mmsent.training.run_outputs import RunOutputs, RunPaths
 from mmsent.training.step import StepOutcome, optimizer_step
 from mmsent.training.stop_signal import StopSignal
 from mmsent.training.tracking import TensorBoardLog, epoch_metrics, metric_line
-from mmsent.training.validate import Interrupted, merge, predict, summarize, to_device
+from mmsent.training.validate import Interrupted, merge, predict_views, summarize, to_device
 
 __all__ = ["RunPaths", "TrainingError", "TrainingInterrupted", "train"]
 
@@ -316,10 +316,20 @@ def _media_caches(splits: dict[str, SplitFiles], data_cfg: DataConfig, cfg: Trai
 
 
 def _evaluate(model, loader, device, precision, dist: DistInfo, loss_fn, desc: str, log_every: int, should_stop=None) -> dict:
-    """Metrics over the whole split: each rank predicts its share, every rank gets all of them."""
+    """Metrics over the whole split: each rank predicts its share, every rank gets all of them.
+    A model of text and other modalities is also scored with the text hidden from every item, as a
+    user's clip without its transcript is (`without_text`: both heads' metrics), from the same pass."""
+    modalities = model.cfg.modalities
+    views = {"all": ()} | ({"without_text": ("text",)} if "text" in modalities and len(modalities) > 1 else {})
     progress = Progress(len(loader), desc, log_every, enabled=dist.is_main)
-    predictions = predict(model, loader, device, precision, should_stop, progress)
-    return summarize(merge(distributed.gather_objects(dist, predictions)), loss_fn)
+    predictions = predict_views(model, loader, device, precision, views, should_stop, progress)
+    ranks = distributed.gather_objects(dist, predictions)
+    merged = {view: merge([rank[view] for rank in ranks]) for view in views}
+    summary = summarize(merged["all"], loss_fn)
+    if "without_text" in merged:
+        without_text = summarize(merged["without_text"])
+        summary["without_text"] = {task: without_text[task] for task in TASKS}
+    return summary
 
 
 def _wrap_ddp(model: torch.nn.Module, dist: DistInfo, device: torch.device) -> torch.nn.Module:

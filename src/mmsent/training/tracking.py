@@ -16,6 +16,7 @@ EPOCH_METRICS: tuple[str, ...] = (
     "train:loss",
     "validation:loss",
     *(f"validation:{task}_{metric}" for task in TASKS for metric in ("accuracy", "weighted_f1", "macro_f1")),
+    *(f"validation_without_text:{task}_weighted_f1" for task in TASKS),  # only for models of text and more
 )
 METRIC_DEFINITIONS: list[dict[str, str]] = [
     {"Name": name, "Regex": f"{name}={_NUMBER};"} for name in ("epoch", *EPOCH_METRICS)
@@ -27,6 +28,9 @@ def epoch_metrics(epoch: int, train: dict, validation: dict) -> dict[str, float]
     for task in TASKS:
         for metric in ("accuracy", "weighted_f1", "macro_f1"):
             values[f"validation:{task}_{metric}"] = validation[task][metric]
+    if "without_text" in validation:
+        for task in TASKS:
+            values[f"validation_without_text:{task}_weighted_f1"] = validation["without_text"][task]["weighted_f1"]
     return values
 
 
@@ -76,6 +80,8 @@ class TensorBoardLog:
             w.add_scalar(f"F1/validation/{task}_macro", validation[task]["macro_f1"], epoch)
             w.add_figure(f"ConfusionMatrix/{task}",
                          confusion_figure(task, validation[task]["confusion_matrix"], f"{task}, epoch {epoch}"), epoch)  # fmt: skip
+            if "without_text" in validation:
+                w.add_scalar(f"F1/validation_without_text/{task}_weighted", validation["without_text"][task]["weighted_f1"], epoch)
         for group, rate in learning_rates.items():
             w.add_scalar(f"LearningRate/{group}", rate, epoch)
         w.flush()

@@ -14,6 +14,7 @@ from torch import nn
 
 from mmsent.data.dataset import count_issues
 from mmsent.labels import TASKS
+from mmsent.model.fusion import hide_modalities
 from mmsent.training.loss import MultiTaskLoss
 from mmsent.training.metrics import head_metrics
 from mmsent.training.precision import Precision
@@ -58,35 +59,50 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-@torch.no_grad()
 def predict(model: nn.Module, loader, device: torch.device, precision: Precision,
             should_stop: Callable[[], bool] | None = None, progress=None) -> Predictions:
     """Both heads' log-probabilities for every item the loader yields. `should_stop`, asked before
     each batch, can cut a long validation short (SIGTERM): then `Interrupted` is raised. `progress`
     (a training.progress.Progress) is told of each batch."""
+    return predict_views(model, loader, device, precision, {"": ()}, should_stop, progress)[""]
+
+
+@torch.no_grad()
+def predict_views(model: nn.Module, loader, device: torch.device, precision: Precision,
+                  views: dict[str, tuple[str, ...]], should_stop: Callable[[], bool] | None = None,
+                  progress=None) -> dict[str, Predictions]:
+    """`predict` once per view (name -> the modalities hidden from every item), from one pass over
+    the loader: each batch is decoded once and run through the model once per view."""
     model.eval()
-    indices, targets, log_probabilities, issues = [], {t: [] for t in TASKS}, {t: [] for t in TASKS}, []
+    indices, issues = [], []
+    targets: dict[str, list] = {t: [] for t in TASKS}
+    log_probabilities = {view: {t: [] for t in TASKS} for view in views}
     for batch in loader:
         if should_stop is not None and should_stop():
             raise Interrupted
         issues += batch["issues"]
         batch = to_device(batch, device)
-        with precision.autocast():
-            logits = model(batch)
         indices.append(batch["index"].cpu())
         for task in TASKS:
             targets[task].append(batch[task].cpu())
-            log_probabilities[task].append(torch.log_softmax(logits[task].float(), dim=1).cpu())
+        for view, hidden in views.items():
+            with precision.autocast():
+                logits = model(hide_modalities(batch, hidden))
+            for task in TASKS:
+                log_probabilities[view][task].append(torch.log_softmax(logits[task].float(), dim=1).cpu())
         if progress is not None:
             progress.update()
     if progress is not None:
         progress.close()
-    return Predictions(
-        indices=torch.cat(indices).numpy(),
-        targets={t: torch.cat(v).numpy() for t, v in targets.items()},
-        log_probabilities={t: torch.cat(v).numpy() for t, v in log_probabilities.items()},
-        issues=issues,
-    )
+    return {
+        view: Predictions(
+            indices=torch.cat(indices).numpy(),
+            targets={t: torch.cat(v).numpy() for t, v in targets.items()},
+            log_probabilities={t: torch.cat(v).numpy() for t, v in per_task.items()},
+            issues=issues,
+        )
+        for view, per_task in log_probabilities.items()
+    }
 
 
 def summarize(predictions: Predictions, loss_fn: MultiTaskLoss | None = None) -> dict:
