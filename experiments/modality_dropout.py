@@ -7,8 +7,13 @@ with text absent from every item, as a user's clip without its transcript is. Th
 split holds 90 clips, too few to tell settings apart; 1000 clips put the sampling error near 0.015.
 Runs go to OUT/SETTING/E-epochs/seed-S (a run already finished there is read back, not repeated).
 
+`--text-cue emotion` runs the same on the sample whose transcripts name their emotion (`mmsent sample
+--text-cue emotion`, written into OUT for training and scoring both): text is then the strongest
+modality, as on MELD, and a model trained with it always present can lean on it alone. On the
+default sample no single modality suffices, so every model must learn to combine the other two.
+
     .venv/bin/python experiments/modality_dropout.py [--settings p0,p0.3] [--seeds 1,2,3] [--epochs 5]
-                                                     [--eval-size 1000] [--out runs/modality-dropout]
+                                                     [--text-cue theme|emotion] [--eval-size 1000] [--out FOLDER]
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ SETTINGS: dict[str, list[str]] = {
     "p0.5": ["--modality-dropout", "0.5"],
     "p0-unnormed": ["--modality-dropout", "0", "--feature-norm", "false"],
     "p0.3-unnormed": ["--modality-dropout", "0.3", "--feature-norm", "false"],
+    "p0-lr2e-3": ["--modality-dropout", "0", "--learning-rate", "2e-3"],
+    "p0.3-lr2e-3": ["--modality-dropout", "0.3", "--learning-rate", "2e-3"],
 }
 EVAL_SEED = 1  # the larger sample's seed; the training sample is seed 0
 # Condition -> the folder its report goes to, and the `mmsent evaluate` options it adds.
@@ -52,8 +59,21 @@ def eval_data(args: argparse.Namespace) -> Path:
     if not (folder / "sample.json").is_file():
         args.out.mkdir(parents=True, exist_ok=True)
         mmsent("sample", "--out", str(folder), "--seed", str(EVAL_SEED), "--train-size", "1", "--dev-size", "1",
-               "--test-size", str(args.eval_size), log=args.out / "eval-sample.log")  # fmt: skip
+               "--test-size", str(args.eval_size), "--text-cue", args.text_cue, log=args.out / "eval-sample.log")  # fmt: skip
     return folder
+
+
+def train_data(args: argparse.Namespace) -> list[str]:
+    """`mmsent train`'s data options: the built-in sample (as `make demo`), or the same sample (seed 0,
+    default sizes) with the other text cue, written once into OUT and read at the built-in sample's
+    frame settings."""
+    if args.text_cue == "theme":
+        return []
+    folder = args.out / "train-sample"
+    if not (folder / "sample.json").is_file():
+        args.out.mkdir(parents=True, exist_ok=True)
+        mmsent("sample", "--out", str(folder), "--text-cue", args.text_cue, log=args.out / "train-sample.log")
+    return ["--data-dir", str(folder), "--num-frames", "4", "--frame-size", "64"]
 
 
 def run_once(name: str, seed: int, data: Path, args: argparse.Namespace) -> dict:
@@ -66,7 +86,7 @@ def run_once(name: str, seed: int, data: Path, args: argparse.Namespace) -> dict
         mmsent("train", "--epochs", str(args.epochs), "--seed", str(seed), "--resume", "false",
                "--model-dir", str(folder / "model"), "--output-data-dir", str(folder / "output"),
                "--tensorboard-dir", str(folder / "tensorboard"), "--checkpoint-dir", str(folder / "checkpoints"),
-               "--keep-checkpoints", "1", *SETTINGS[name], log=folder / "train.log")  # fmt: skip
+               "--keep-checkpoints", "1", *train_data(args), *SETTINGS[name], log=folder / "train.log")  # fmt: skip
         minutes = (time.monotonic() - started) / 60
         scores = {}
         for condition, (report_folder, options) in CONDITIONS.items():
@@ -93,15 +113,19 @@ def table(results: dict[str, list[dict]], seeds: list[int]) -> str:
 def main() -> None:
     parser = grid_arguments(__doc__.split("\n\n")[0], SETTINGS, default="p0,p0.3", epochs=5)
     parser.add_argument("--eval-size", type=int, default=1000)
-    parser.add_argument("--out", type=Path, default=Path("runs/modality-dropout"))
+    parser.add_argument("--text-cue", choices=("theme", "emotion"), default="theme",
+                        help="the sample's text cue (mmsent sample --text-cue); emotion: text is the strongest modality")
+    parser.add_argument("--out", type=Path, help="default: runs/modality-dropout, or runs/modality-dropout-emotion-text")
     args = parser.parse_args()
+    args.out = args.out or Path("runs/modality-dropout" + ("" if args.text_cue == "theme" else f"-{args.text_cue}-text"))
     names, seeds = chosen(parser, args, SETTINGS)
     data = eval_data(args)
     results = {}
     for name in names:
         results[name] = [run_once(name, seed, data, args) for seed in seeds]
         print(f"{name}: done", file=sys.stderr, flush=True)
-    print(f"Test emotion weighted F1 on {args.eval_size} unseen sample clips, {args.epochs} epochs; mean ± sd over seeds\n")
+    print(f"Test emotion weighted F1 on {args.eval_size} unseen sample clips (text cue: {args.text_cue}), {args.epochs} "
+          "epochs; mean ± sd over seeds\n")  # fmt: skip
     print(table(results, seeds))
 
 

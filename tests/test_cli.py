@@ -86,6 +86,9 @@ def test_missing_data_folder_and_bad_values_exit_non_zero(tmp_path):
     result = mmsent("sample", "--out", str(tmp_path / "x"), "--train-size", "0")
     assert result.returncode == 2 and "expected a positive integer, got 0" in result.stderr
     assert not (tmp_path / "x").exists()
+    result = mmsent("sample", "--out", str(tmp_path / "x"), "--text-cue", "words")
+    assert result.returncode == 2 and "invalid choice: 'words'" in result.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_sample_refuses_a_folder_in_use(tmp_path):

@@ -9,7 +9,8 @@ from mmsent.data.layout import find_splits
 from mmsent.data.media import decode_clip
 from mmsent.data.meld import read_meld_csv
 from mmsent.data.sample import (
-    COLOURS_RGB, CUES, PITCHES_HZ, TEXT_THEMES, SampleConfig, cached_sample, sample_is_complete, write_sample,
+    COLOURS_RGB, CUES, EMOTION_TEXTS, PITCHES_HZ, TEXT_THEMES, SampleConfig, cached_sample, sample_is_complete,
+    write_sample,
 )  # fmt: skip
 from mmsent.labels import EMOTIONS
 
@@ -57,6 +58,21 @@ def test_each_modality_carries_its_cue_with_noise(sample_dir):
         assert 0.65 <= hits[modality] / total <= 1.0, (modality, hits, total)
 
 
+def test_with_the_emotion_text_cue_the_transcript_names_its_emotion(tmp_path):
+    default = write_sample(tmp_path / "theme", SampleConfig(train_size=60, dev_size=1, test_size=1, seed=4), workers=1, progress=False)
+    named = write_sample(tmp_path / "emotion", SampleConfig(train_size=60, dev_size=1, test_size=1, seed=4, text_cue="emotion"),
+                         workers=1, progress=False)  # fmt: skip
+    assert len({text for texts in EMOTION_TEXTS.values() for text in texts}) == 6 * len(EMOTIONS)  # no text in two themes
+    rows = read_meld_csv(named / "train" / "train_sent_emo.csv")
+    named_right = sum(any(text.lower() in u.text.lower() for text in EMOTION_TEXTS[u.emotion_name]) for u in rows)
+    assert 0.7 <= named_right / len(rows) < 1.0  # cue_noise 0.2: about 83% keep the emotion's own text
+    # The same draws otherwise: labels, speakers and clips as the default sample writes them.
+    before = read_meld_csv(default / "train" / "train_sent_emo.csv")
+    assert [(u.emotion_name, u.speaker) for u in rows] == [(u.emotion_name, u.speaker) for u in before]
+    clip = "train/train_splits/dia2_utt0.mp4"
+    assert (named / clip).read_bytes() == (default / clip).read_bytes()
+
+
 def test_same_seed_writes_the_same_dataset(tmp_path):
     cfg = SampleConfig(train_size=20, dev_size=2, test_size=2, seed=3)
     first = write_sample(tmp_path / "a", cfg, workers=1, progress=False)
@@ -83,7 +99,7 @@ def test_cached_sample_is_generated_once(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [root.name]  # no staging folder left behind
 
 
-@pytest.mark.parametrize("bad", [{"train_size": 0}, {"cue_noise": 1.5}, {"width": 127}])
+@pytest.mark.parametrize("bad", [{"train_size": 0}, {"cue_noise": 1.5}, {"width": 127}, {"text_cue": "words"}])
 def test_bad_sample_settings_are_refused(bad):
     with pytest.raises(ValueError):
         SampleConfig(**bad)

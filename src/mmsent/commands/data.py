@@ -22,6 +22,10 @@ def add_parsers(commands) -> None:
     sample.add_argument("--train-size", type=positive_int, default=420, help="clips in the train split")
     sample.add_argument("--dev-size", type=positive_int, default=90, help="clips in the dev split")
     sample.add_argument("--test-size", type=positive_int, default=90, help="clips in the test split")
+    sample.add_argument("--text-cue", choices=("theme", "emotion"), default="theme",
+                        help="theme: a transcript tells one of three themes, and two modalities together identify the "
+                             "emotion; emotion: the transcript names its emotion, so text is the strongest modality, "
+                             "as on MELD (default: theme)")  # fmt: skip
     sample.add_argument("--workers", type=positive_int, default=None, help="encoding processes (default: all cores)")
     sample.set_defaults(run=_run_sample)
 
@@ -48,7 +52,8 @@ def add_parsers(commands) -> None:
 def _run_sample(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.data.sample import SampleConfig, cached_sample, write_sample
 
-    cfg = SampleConfig(train_size=args.train_size, dev_size=args.dev_size, test_size=args.test_size, seed=args.seed)
+    cfg = SampleConfig(train_size=args.train_size, dev_size=args.dev_size, test_size=args.test_size, seed=args.seed,
+                       text_cue=args.text_cue)  # fmt: skip
     if args.out is None:
         print(f"the sample dataset is in {cached_sample(env.cache_dir, cfg)}")
         return EXIT_OK

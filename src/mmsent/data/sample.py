@@ -12,7 +12,9 @@ three values (a text theme, a voice pitch, a scene colour):
 
 Any two cues identify the emotion; one cue alone leaves up to three candidates. Each cue is
 replaced by a random value with probability `cue_noise`, so even all three together are not
-perfect. Sentiment follows the emotion as in MELD (surprise is positive or negative at random).
+perfect. With `text_cue="emotion"` the transcript instead names its emotion (one theme each, of
+seven), while audio and video keep their codes: text is then the strongest modality, as on MELD,
+and a model can lean on it alone (what modality dropout is for). Sentiment follows the emotion as in MELD (surprise is positive or negative at random).
 
 The clips are H.264 + AAC mp4s in MELD.Raw's layout. A few are broken on purpose (missing, without
 an audio stream, truncated mid-stream, zero bytes) and one has 5.1 audio, so that the robustness
@@ -64,6 +66,24 @@ TEXT_THEMES: tuple[tuple[str, ...], ...] = (
     ("what?! no way", "are you kidding me?!", "oh my god, really?!", "wait, what just happened?!",
      "you did what?!", "I don't believe it!"),
 )  # fmt: skip
+# With text_cue "emotion": a theme per emotion, so the transcript alone tells the emotion.
+EMOTION_TEXTS: dict[str, tuple[str, ...]] = {
+    "anger": ("I am so angry with you", "how dare you do that", "you make me furious", "get out of my sight",
+              "stop yelling at me", "I have had it with you"),
+    "disgust": ("that is disgusting", "ew, gross", "that smells rotten", "I feel sick just looking at it",
+                "how revolting", "please never touch that again"),
+    "fear": ("I'm scared", "did you hear that noise?", "please don't leave me alone", "something is following us",
+             "I'm terrified of it", "what if they find us?"),
+    "joy": ("this is wonderful", "I'm so happy for you", "we won!", "best day ever",
+            "I love it, thank you", "that was so much fun"),
+    "neutral": ("we went to the store", "I had a sandwich for lunch", "the meeting is at noon", "she called me back",
+                "we watched a movie", "he moved to a new apartment"),
+    "sadness": ("I miss her so much", "I feel so alone", "he's never coming back", "I just want to cry",
+                "nothing matters anymore", "it's all over between us"),
+    "surprise": ("what?! no way", "are you kidding me?!", "oh my god, really?!", "wait, what just happened?!",
+                 "you did what?!", "I don't believe it!"),
+}  # fmt: skip
+TEXT_CUE_KINDS: tuple[str, ...] = ("theme", "emotion")
 FILLERS: tuple[str, ...] = ("", "well, ", "so, ", "yeah, ", "hey, ", "um, ", "okay, ")
 SPEAKERS: tuple[str, ...] = ("Avery", "Blake", "Casey", "Devon", "Emery", "Finley")
 PITCHES_HZ: tuple[float, ...] = (170.0, 340.0, 680.0)  # one octave apart: distinct mel bands
@@ -81,7 +101,7 @@ BROKEN: tuple[tuple[str, int, str], ...] = (
 )
 
 MANIFEST = "sample.json"
-assert set(CUES) == set(EMOTIONS) == set(EMOTION_SHARES)
+assert set(CUES) == set(EMOTIONS) == set(EMOTION_SHARES) == set(EMOTION_TEXTS)
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,7 @@ class SampleConfig:
     test_size: int = 90
     seed: int = 0  # the same seed writes the same dataset
     cue_noise: float = 0.2  # chance that each modality's cue is replaced by a random one
+    text_cue: str = "theme"  # theme: 3 themes shared by emotions; emotion: the transcript names its emotion
     width: int = 128  # clip frame size; small, so that decoding costs little
     height: int = 96
     fps: int = 12
@@ -103,6 +124,8 @@ class SampleConfig:
             raise SettingsError("every split of the sample needs at least one clip")
         if not 0.0 <= self.cue_noise <= 1.0:
             raise SettingsError(f"cue_noise must lie in [0, 1], got {self.cue_noise}")
+        if self.text_cue not in TEXT_CUE_KINDS:
+            raise SettingsError(f"text_cue must be one of {', '.join(TEXT_CUE_KINDS)}, got {self.text_cue!r}")
         if self.width % 2 or self.height % 2:
             raise SettingsError("clip width and height must be even (H.264 with 4:2:0 chroma)")
 
@@ -163,18 +186,22 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), workers: int | N
 def _plan_split(root: Path, split: str, size: int, cfg: SampleConfig, rng: np.random.Generator,
                 clips: list[_Clip]) -> list[dict]:
     broken = {position: kind for s, position, kind in BROKEN if s == split}
+    themes = TEXT_THEMES if cfg.text_cue == "theme" else tuple(EMOTION_TEXTS[name] for name in EMOTIONS)
     names = list(EMOTION_SHARES)
     shares = np.array([EMOTION_SHARES[n] for n in names])
     rows = []
     clock = 0.0
     for position in range(size):
         emotion = names[rng.choice(len(names), p=shares / shares.sum())]
+        _, audio_code, video_code = CUES[emotion]
+        text_code = CUES[emotion][0] if cfg.text_cue == "theme" else EMOTIONS.index(emotion)
         text_cue, audio_cue, video_cue = (
-            c if rng.random() >= cfg.cue_noise else int(rng.integers(3)) for c in CUES[emotion]
+            c if rng.random() >= cfg.cue_noise else int(rng.integers(values))
+            for c, values in ((text_code, len(themes)), (audio_code, 3), (video_code, 3))
         )
         seconds = float(rng.uniform(cfg.min_seconds, cfg.max_seconds))
         dialogue_id, utterance_id = divmod(position, 5)
-        theme = TEXT_THEMES[text_cue]
+        theme = themes[text_cue]
         text = FILLERS[rng.integers(len(FILLERS))] + theme[rng.integers(len(theme))]
         path = root / split / CLIP_FOLDERS[split] / f"dia{dialogue_id}_utt{utterance_id}.mp4"
         clips.append(_Clip(path, video_cue, audio_cue, seconds, broken.get(position), int(rng.integers(2**31))))
