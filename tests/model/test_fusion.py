@@ -56,6 +56,20 @@ def test_an_absent_modality_injects_nothing(model):
     assert not torch.allclose(before["emotion"][0], model(_batch() | {"frames": batch["frames"] * 0})["emotion"][0])
 
 
+def test_backbone_features_computed_once_serve_every_view_of_a_batch(model):
+    batch = _batch()
+    features = model.backbone_features(batch)
+    assert set(features) == {"text_features", "video_features", "audio_features"}
+    for hidden in ((), ("text",), ("text", "audio")):
+        masks = {f"{name}_present": torch.zeros(3, dtype=torch.bool) for name in hidden}
+        direct = model(batch | masks)
+        reused = model(batch | features | masks)
+        for task in ("emotion", "sentiment"):
+            assert torch.allclose(direct[task], reused[task], atol=1e-6), (hidden, task)
+    # Features the batch carries already (a cache's) are not computed again.
+    assert set(model.backbone_features(batch | {"video_features": features["video_features"]})) == {"text_features", "audio_features"}
+
+
 def test_feature_norm_puts_every_backbones_features_at_one_scale(model):
     """A frozen random R3D-18's features are tenths (0.16 mean, 0.19 sd on the sample): with the norm,
     their scale no longer decides how much they move the fusion layer; without it, it does."""

@@ -72,17 +72,25 @@ class MultimodalSentimentModel(nn.Module):
         """Logits of both heads, from a collated batch (only the model's modalities are read)."""
         parts = []
         masks = []
+        features = batch | self.backbone_features(batch)
         for name, encoder in self.encoders.items():
-            input_names, mask_name = INPUTS[name]
-            features = batch.get(batch_key(name))
-            if features is None:
-                features = _present_only(encoder, [batch[key] for key in input_names], batch[mask_name])
-            embedding = encoder.projection(features)
-            mask = batch[mask_name].to(embedding.dtype).unsqueeze(1)
+            embedding = encoder.projection(features[batch_key(name)])
+            mask = batch[PRESENT[name]].to(embedding.dtype).unsqueeze(1)
             parts.append(embedding * mask)
             masks.append(mask)
         fused = self.fusion(torch.cat(parts + masks, dim=1))
         return {task: head(fused) for task, head in self.heads.items()}
+
+    def backbone_features(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each backbone's output for the batch, under its batch key, where the batch lacks it. The
+        batch extended with them runs forward without the backbones: several views of one batch
+        (modalities hidden) then cost one backbone pass; a hidden modality's features are masked out."""
+        features = {}
+        for name, encoder in self.encoders.items():
+            input_names, mask_name = INPUTS[name]
+            if batch_key(name) not in batch:
+                features[batch_key(name)] = _present_only(encoder, [batch[key] for key in input_names], batch[mask_name])
+        return features
 
     def input_names(self, batch: dict | None = None) -> list[str]:
         """The batch keys forward reads (with `batch`: cached features where the batch has them)."""

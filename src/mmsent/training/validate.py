@@ -72,7 +72,8 @@ def predict_views(model: nn.Module, loader, device: torch.device, precision: Pre
                   views: dict[str, tuple[str, ...]], should_stop: Callable[[], bool] | None = None,
                   progress=None) -> dict[str, Predictions]:
     """`predict` once per view (name -> the modalities hidden from every item), from one pass over
-    the loader: each batch is decoded once and run through the model once per view."""
+    the loader: each batch is decoded once and through the backbones once, then the rest of the
+    model (projections, fusion, heads) runs once per view."""
     model.eval()
     indices, issues = [], []
     targets: dict[str, list] = {t: [] for t in TASKS}
@@ -85,6 +86,9 @@ def predict_views(model: nn.Module, loader, device: torch.device, precision: Pre
         indices.append(batch["index"].cpu())
         for task in TASKS:
             targets[task].append(batch[task].cpu())
+        if len(views) > 1:
+            with precision.autocast():
+                batch = batch | model.backbone_features(batch)
         for view, hidden in views.items():
             with precision.autocast():
                 logits = model(hide_modalities(batch, hidden))
