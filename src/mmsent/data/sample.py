@@ -76,12 +76,10 @@ EMOTION_TEXTS: dict[str, tuple[str, ...]] = {
              "I'm terrified of it", "what if they find us?"),
     "joy": ("this is wonderful", "I'm so happy for you", "we won!", "best day ever",
             "I love it, thank you", "that was so much fun"),
-    "neutral": ("we went to the store", "I had a sandwich for lunch", "the meeting is at noon", "she called me back",
-                "we watched a movie", "he moved to a new apartment"),
+    "neutral": TEXT_THEMES[1],  # the mundane theme
     "sadness": ("I miss her so much", "I feel so alone", "he's never coming back", "I just want to cry",
                 "nothing matters anymore", "it's all over between us"),
-    "surprise": ("what?! no way", "are you kidding me?!", "oh my god, really?!", "wait, what just happened?!",
-                 "you did what?!", "I don't believe it!"),
+    "surprise": TEXT_THEMES[2],  # the exclaiming theme
 }  # fmt: skip
 TEXT_CUE_KINDS: tuple[str, ...] = ("theme", "emotion")
 FILLERS: tuple[str, ...] = ("", "well, ", "so, ", "yeah, ", "hey, ", "um, ", "okay, ")
