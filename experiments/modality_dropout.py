@@ -7,10 +7,10 @@ with text absent from every item, as a user's clip without its transcript is. Th
 split holds 90 clips, too few to tell settings apart; 1000 clips put the sampling error near 0.015.
 Runs go to OUT/SETTING/E-epochs/seed-S (a run already finished there is read back, not repeated).
 
-`--text-cue emotion` runs the same on the sample whose transcripts name their emotion (`mmsent sample
---text-cue emotion`, written into OUT for training and scoring both): text is then the strongest
-modality, as on MELD, and a model trained with it always present can lean on it alone. On the
-default sample no single modality suffices, so every model must learn to combine the other two.
+`--text-cue emotion` runs the same on the sample whose transcripts name their emotion without noise
+(`mmsent sample --text-cue emotion`, written into OUT for training and scoring both): text alone
+then identifies the emotion, so a model trained with it always present can lean on it alone. On the
+default sample no single modality suffices, and any model learns to combine the other two.
 
     .venv/bin/python experiments/modality_dropout.py [--settings p0,p0.3] [--seeds 1,2,3] [--epochs 5]
                                                      [--text-cue theme|emotion] [--eval-size 1000] [--out FOLDER]
@@ -110,12 +110,14 @@ def best_possible(text_cue: str) -> dict[str, float]:
     from mmsent.labels import EMOTIONS
 
     noise = SampleConfig().cue_noise
+    text_noise = noise if text_cue == "theme" else 0.0
     codes = [(CUES[e][0] if text_cue == "theme" else EMOTIONS.index(e), CUES[e][1], CUES[e][2]) for e in EMOTIONS]
     values = (3 if text_cue == "theme" else len(EMOTIONS), 3, 3)  # text, audio, video
     shares = np.array([EMOTION_SHARES[e] for e in EMOTIONS])
 
     def likelihoods(observed: tuple[int, ...], read: tuple[int, ...]) -> np.ndarray:
-        return shares * np.array([np.prod([(1 - noise) * (observed[m] == code[m]) + noise / values[m] for m in read])
+        noises = (text_noise, noise, noise)
+        return shares * np.array([np.prod([(1 - noises[m]) * (observed[m] == code[m]) + noises[m] / values[m] for m in read])
                                   for code in codes])  # fmt: skip
 
     scores = {}

@@ -13,8 +13,9 @@ three values (a text theme, a voice pitch, a scene colour):
 Any two cues identify the emotion; one cue alone leaves up to three candidates. Each cue is
 replaced by a random value with probability `cue_noise`, so even all three together are not
 perfect. With `text_cue="emotion"` the transcript instead names its emotion (one theme each, of
-seven), while audio and video keep their codes: text is then the strongest modality, as on MELD,
-and a model can lean on it alone (what modality dropout is for). Sentiment follows the emotion as in MELD (surprise is positive or negative at random).
+seven), without noise, while audio and video keep their noisy codes: text alone then identifies the
+emotion, and a model trained with it always present has no reason to learn the others (what
+modality dropout is for); audio and video together still identify it without the text. Sentiment follows the emotion as in MELD (surprise is positive or negative at random).
 
 The clips are H.264 + AAC mp4s in MELD.Raw's layout. A few are broken on purpose (missing, without
 an audio stream, truncated mid-stream, zero bytes) and one has 5.1 audio, so that the robustness
@@ -109,7 +110,7 @@ class SampleConfig:
     test_size: int = 90
     seed: int = 0  # the same seed writes the same dataset
     cue_noise: float = 0.2  # chance that each modality's cue is replaced by a random one
-    text_cue: str = "theme"  # theme: 3 themes shared by emotions; emotion: the transcript names its emotion
+    text_cue: str = "theme"  # theme: 3 themes shared by emotions; emotion: the transcript names its emotion, noise-free
     width: int = 128  # clip frame size; small, so that decoding costs little
     height: int = 96
     fps: int = 12
@@ -191,12 +192,11 @@ def _plan_split(root: Path, split: str, size: int, cfg: SampleConfig, rng: np.ra
     clock = 0.0
     for position in range(size):
         emotion = names[rng.choice(len(names), p=shares / shares.sum())]
-        _, audio_code, video_code = CUES[emotion]
-        text_code = CUES[emotion][0] if cfg.text_cue == "theme" else EMOTIONS.index(emotion)
         text_cue, audio_cue, video_cue = (
-            c if rng.random() >= cfg.cue_noise else int(rng.integers(values))
-            for c, values in ((text_code, len(themes)), (audio_code, 3), (video_code, 3))
+            c if rng.random() >= cfg.cue_noise else int(rng.integers(3)) for c in CUES[emotion]
         )
+        if cfg.text_cue == "emotion":  # noise-free; the draws above still happen, so the clips stay the same
+            text_cue = EMOTIONS.index(emotion)
         seconds = float(rng.uniform(cfg.min_seconds, cfg.max_seconds))
         dialogue_id, utterance_id = divmod(position, 5)
         theme = themes[text_cue]
