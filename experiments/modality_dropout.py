@@ -35,6 +35,8 @@ SETTINGS: dict[str, list[str]] = {
     "p0.5": ["--modality-dropout", "0.5"],
     "p0-unnormed": ["--modality-dropout", "0", "--feature-norm", "false"],
     "p0.3-unnormed": ["--modality-dropout", "0.3", "--feature-norm", "false"],
+    "p0.3-text": ["--modality-dropout", "0.3", "--modality-dropout-on", "text"],
+    "p0.5-text": ["--modality-dropout", "0.5", "--modality-dropout-on", "text"],
     "p0-lr2e-3": ["--modality-dropout", "0", "--learning-rate", "2e-3"],
     "p0.3-lr2e-3": ["--modality-dropout", "0.3", "--learning-rate", "2e-3"],
 }

@@ -39,6 +39,7 @@ def test_help_comes_from_the_config_comments():
     (["--modalities", "text,smell"], "modalities must be a non-empty subset of text,audio,video"),
     (["--freeze", "audio"], "cannot freeze audio"),
     (["--label-smoothing", "1.5"], "label_smoothing must lie in [0, 1)"),
+    (["--modality-dropout-on", "text,speech"], "modality_dropout_on must be a non-empty subset of text,audio,video, got text,speech"),
 ])  # fmt: skip
 def test_bad_training_values_are_clear_errors(argv, message, capsys):
     with pytest.raises(SystemExit) if "argument" in message else _no_exit():

@@ -145,6 +145,7 @@ class TrainConfig:
     class_weights: str = "sqrt"  # inverse class frequency from the CSV labels, square-rooted | balanced (full) | none
     sentiment_loss_weight: float = 0.5  # loss = emotion CE + this x sentiment CE
     modality_dropout: float = 0.3  # chance each present modality of a training item is hidden (never all): the model learns to do without any one, a transcript included
+    modality_dropout_on: tuple[str, ...] = MODALITIES  # the modalities modality dropout may hide; text alone: a model for clips without transcripts
     grad_accum_steps: int = 1  # micro-batches per optimizer step: batch_size x this is the effective batch
     amp: bool = False  # mixed precision on CUDA (bf16 where supported, else fp16); no effect on CPU
     amp_dtype: str = "auto"  # with --amp: auto (bf16 where the GPU has it, else fp16 with loss scaling) | bf16 | fp16
@@ -179,6 +180,10 @@ class TrainConfig:
             raise SettingsError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.modality_dropout < 1:
             raise SettingsError(f"modality_dropout must lie in [0, 1), got {self.modality_dropout}")
+        unknown = sorted(set(self.modality_dropout_on) - set(MODALITIES))
+        if unknown or not self.modality_dropout_on:
+            raise SettingsError(f"modality_dropout_on must be a non-empty subset of {','.join(MODALITIES)}, "
+                                f"got {','.join(self.modality_dropout_on) or 'nothing'}")  # fmt: skip
         if not 0 <= self.label_smoothing < 1:
             raise SettingsError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.scheduler not in SCHEDULERS:

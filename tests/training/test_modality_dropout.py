@@ -23,6 +23,16 @@ def test_each_modality_is_hidden_at_about_the_rate_and_never_all_of_an_item():
     assert torch.all((hidden_rate > 0.26) & (hidden_rate < 0.31)), hidden_rate
 
 
+def test_only_the_named_modalities_are_hidden():
+    torch.manual_seed(0)
+    kept = _kept(drop_modalities(_presence(20_000), 0.3, ("text",)))
+    assert kept[:, 1:].all()  # video and audio always stay
+    assert 0.28 < 1 - kept[:, 0].float().mean() < 0.32  # text hidden at the rate: the others keep the item alive
+    torch.manual_seed(0)
+    only_text = _kept(drop_modalities(_presence(1000, (True, False, False)), 0.9, ("text",)))
+    assert only_text[:, 0].all()  # never all of an item's modalities
+
+
 def test_an_absent_modality_stays_absent_and_an_item_with_one_keeps_it():
     torch.manual_seed(0)
     batch = _presence(1000, (True, False, False))
@@ -48,3 +58,9 @@ def test_the_draws_follow_the_global_seed():
 def test_a_probability_outside_zero_to_one_is_refused(value):
     with pytest.raises(ValueError, match="modality_dropout"):
         TrainConfig(modality_dropout=value)
+
+
+@pytest.mark.parametrize("names", [("speech",), ()])
+def test_modalities_outside_the_three_or_none_are_refused(names):
+    with pytest.raises(ValueError, match="modality_dropout_on must be a non-empty subset of text,audio,video"):
+        TrainConfig(modality_dropout_on=names)

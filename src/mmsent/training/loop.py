@@ -194,7 +194,7 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
             for batch in train_loader:
                 last_micro_step = (state.batches_done + 1) % cfg.grad_accum_steps == 0 or state.batches_done + 1 == batches_per_epoch
                 batch_issues = sum(count_issues(batch["issues"]).values())
-                batch = to_device(drop_modalities(batch, cfg.modality_dropout), device)
+                batch = to_device(drop_modalities(batch, cfg.modality_dropout, cfg.modality_dropout_on), device)
                 # DDP averages gradients across ranks in backward: only on the micro-step that steps.
                 sync = contextlib.nullcontext() if last_micro_step or not dist.enabled else trained.no_sync()
                 with sync:

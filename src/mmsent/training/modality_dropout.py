@@ -14,16 +14,17 @@ import torch
 from mmsent.model.fusion import PRESENT
 
 
-def drop_modalities(batch: dict, probability: float) -> dict:
-    """Each present modality of each item hidden with `probability`, never all of an item's present
-    ones (one of those, chosen at random, is kept). Draws from torch's global generator, which
-    checkpoints save and restore, so a resumed run drops the same modalities."""
-    keys = [key for key in PRESENT.values() if key in batch]
-    if probability <= 0 or len(keys) < 2:
+def drop_modalities(batch: dict, probability: float, modalities: tuple[str, ...] = tuple(PRESENT)) -> dict:
+    """Each present modality of each item, of those in `modalities`, hidden with `probability`; never
+    all of an item's present ones (one of those, chosen at random, is kept). Draws from torch's global
+    generator, which checkpoints save and restore, so a resumed run drops the same modalities."""
+    names = [name for name, key in PRESENT.items() if key in batch]
+    if probability <= 0 or len(names) < 2:
         return batch
+    keys = [PRESENT[name] for name in names]
     present = torch.stack([batch[key] for key in keys], dim=1)  # (items, modalities) bool
     # Both draws happen every time, so the generator advances the same whatever the outcome.
-    hide = torch.rand(present.shape) < probability
+    hide = (torch.rand(present.shape) < probability) & torch.tensor([name in modalities for name in names])
     tie_break = torch.rand(present.shape)
     kept = present & ~hide
     lost_everything = present.any(dim=1) & ~kept.any(dim=1)
