@@ -89,6 +89,45 @@ def test_refuses_a_folder_that_holds_something_and_leaves_it_alone(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
+def test_a_folder_filled_by_another_writer_meanwhile_is_left_alone(tmp_path, monkeypatch):
+    import mmsent.data.sample as sample
+
+    out = tmp_path / "sample"
+    plan = sample._plan_split
+
+    def plan_while_another_writes(*args, **kwargs):
+        out.mkdir(exist_ok=True)
+        (out / "sample.json").write_text("the other writer's")
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(sample, "_plan_split", plan_while_another_writes)
+    with pytest.raises(FileExistsError, match="filled by another process while this one wrote"):
+        write_sample(out, SampleConfig(train_size=2, dev_size=1, test_size=1), workers=1, progress=False)
+    assert (out / "sample.json").read_text() == "the other writer's"
+    assert [p.name for p in tmp_path.iterdir()] == ["sample"]  # no staging folder left behind
+
+
+def test_cached_sample_takes_the_copy_another_process_finished_meanwhile(tmp_path, monkeypatch):
+    import mmsent.data.sample as sample
+
+    cfg = SampleConfig(train_size=2, dev_size=1, test_size=1)
+    plan = sample._plan_split
+    other = {}
+
+    def plan_while_another_finishes(root, *args, **kwargs):
+        if not other:  # the other process writes the whole sample into the cache's folder first
+            monkeypatch.setattr(sample, "_plan_split", plan)
+            other["root"] = write_sample(tmp_path / f"sample-v{sample.SAMPLE_FORMAT_VERSION}-{sample._cfg_key(cfg)}", cfg,
+                                         workers=1, progress=False)  # fmt: skip
+            monkeypatch.setattr(sample, "_plan_split", plan_while_another_finishes)
+        return plan(root, *args, **kwargs)
+
+    monkeypatch.setattr(sample, "_plan_split", plan_while_another_finishes)
+    assert cached_sample(tmp_path, cfg, progress=False) == other["root"]
+    assert sample_is_complete(other["root"])
+    assert [p.name for p in tmp_path.iterdir()] == [other["root"].name]
+
+
 def test_cached_sample_is_generated_once(tmp_path):
     cfg = SampleConfig(train_size=20, dev_size=2, test_size=2)
     root = cached_sample(tmp_path, cfg, progress=False)

@@ -173,9 +173,12 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), workers: int | N
         (staging / MANIFEST).write_text(
             json.dumps({"format_version": SAMPLE_FORMAT_VERSION, **asdict(cfg)}, indent=2) + "\n"
         )
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
+        try:
+            if out.exists():
+                out.rmdir()
+            os.replace(staging, out)
+        except OSError as error:  # another writer (a second `mmsent sample --out` on it) filled it meanwhile
+            raise FileExistsError(f"{out}: filled by another process while this one wrote; that copy is left as it is") from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -336,7 +339,12 @@ def cached_sample(cache_dir: Path, cfg: SampleConfig = SampleConfig(), progress:
         return root
     if root.exists():  # an older or foreign folder in our place: move it aside, never delete it
         os.replace(root, root.with_name(root.name + f".stale-{os.getpid()}"))
-    return write_sample(root, cfg, progress=progress)
+    try:
+        return write_sample(root, cfg, progress=progress)
+    except FileExistsError:
+        if sample_is_complete(root):  # another process (a second run started at once) wrote it meanwhile
+            return root
+        raise
 
 
 def _cfg_key(cfg: SampleConfig) -> str:
