@@ -150,7 +150,7 @@ def main() -> None:
     parser = grid_arguments(__doc__.split("\n\n")[0], SETTINGS, default="p0,p0.3", epochs=5)
     parser.add_argument("--eval-size", type=int, default=1000)
     parser.add_argument("--text-cue", choices=("theme", "emotion"), default="theme",
-                        help="the sample's text cue (mmsent sample --text-cue); emotion: text is the strongest modality")
+                        help="the sample's text cue (mmsent sample --text-cue); emotion: the transcript alone is exact")
     parser.add_argument("--out", type=Path, help="default: runs/modality-dropout, or runs/modality-dropout-emotion-text")
     args = parser.parse_args()
     args.out = args.out or Path("runs/modality-dropout" + ("" if args.text_cue == "theme" else f"-{args.text_cue}-text"))

@@ -24,8 +24,8 @@ def add_parsers(commands) -> None:
     sample.add_argument("--test-size", type=positive_int, default=90, help="clips in the test split")
     sample.add_argument("--text-cue", choices=("theme", "emotion"), default="theme",
                         help="theme: a transcript tells one of three themes, and two modalities together identify the "
-                             "emotion; emotion: the transcript names its emotion, so text is the strongest modality, "
-                             "as on MELD (default: theme)")  # fmt: skip
+                             "emotion; emotion: the transcript names its emotion without noise, so text alone identifies "
+                             "it, and audio with video still do (default: theme)")  # fmt: skip
     sample.add_argument("--workers", type=positive_int, default=None, help="encoding processes (default: all cores)")
     sample.set_defaults(run=_run_sample)
 
