@@ -19,7 +19,6 @@ from mmsent.data.loader import make_loader
 from mmsent.training.precision import choose_precision
 from mmsent.training.tracking import METRIC_DEFINITIONS
 from mmsent.training.validate import predict, summarize
-from mmsent.config import TrainConfig
 from mmsent.data.dataset import MeldDataset
 
 from tests.conftest import TINY_TRAINING, run_folders
