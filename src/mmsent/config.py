@@ -21,6 +21,12 @@ def require_finite(settings) -> None:
             raise SettingsError(f"{f.name} must be a finite number, got {value}")
 
 
+def require_modalities(name: str, values: tuple[str, ...]) -> None:
+    """A setting naming modalities: some of MODALITIES, at least one."""
+    if not values or set(values) - set(MODALITIES):
+        raise SettingsError(f"{name} must be a non-empty subset of {','.join(MODALITIES)}, got {','.join(values) or 'nothing'}")
+
+
 @dataclass(frozen=True)
 class MediaConfig:
     """How a clip becomes tensors. The defaults fit torchvision's R3D-18 and MELD's short clips."""
@@ -82,11 +88,7 @@ class DataConfig:
     modalities: tuple[str, ...] = MODALITIES  # any subset; text-only needs no clips at all
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.modalities) - set(MODALITIES))
-        if unknown or not self.modalities:
-            raise SettingsError(
-                f"modalities must be a non-empty subset of {','.join(MODALITIES)}, got {','.join(self.modalities)}"
-            )
+        require_modalities("modalities", self.modalities)
 
 
 # Backbones that can be frozen: they start from pretrained weights (or, for video, act as a fixed
@@ -180,10 +182,7 @@ class TrainConfig:
             raise SettingsError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.modality_dropout < 1:
             raise SettingsError(f"modality_dropout must lie in [0, 1), got {self.modality_dropout}")
-        unknown = sorted(set(self.modality_dropout_on) - set(MODALITIES))
-        if unknown or not self.modality_dropout_on:
-            raise SettingsError(f"modality_dropout_on must be a non-empty subset of {','.join(MODALITIES)}, "
-                                f"got {','.join(self.modality_dropout_on) or 'nothing'}")  # fmt: skip
+        require_modalities("modality_dropout_on", self.modality_dropout_on)
         if not 0 <= self.label_smoothing < 1:
             raise SettingsError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.scheduler not in SCHEDULERS:

@@ -15,7 +15,8 @@ replaced by a random value with probability `cue_noise`, so even all three toget
 perfect. With `text_cue="emotion"` the transcript instead names its emotion (one theme each, of
 seven), without noise, while audio and video keep their noisy codes: text alone then identifies the
 emotion, and a model trained with it always present has no reason to learn the others (what
-modality dropout is for); audio and video together still identify it without the text. Sentiment follows the emotion as in MELD (surprise is positive or negative at random).
+modality dropout is for); audio and video together still identify it without the text. Sentiment
+follows the emotion as in MELD (surprise is positive or negative at random).
 
 The clips are H.264 + AAC mp4s in MELD.Raw's layout. A few are broken on purpose (missing, without
 an audio stream, truncated mid-stream, zero bytes) and one has 5.1 audio, so that the robustness
