@@ -2,9 +2,9 @@ import argparse
 
 import pytest
 
-from mmsent.arguments import add_config_arguments, config_from_args, field_comments, parse_bool
+from mmsent.arguments import add_config_arguments, config_from_args, field_help, parse_bool
 from mmsent.cli import main
-from mmsent.config import TrainConfig
+from mmsent.config import MediaConfig, ModelConfig, TextConfig, TrainConfig
 
 
 def _parse(*argv: str) -> TrainConfig:
@@ -26,8 +26,15 @@ def test_booleans(text, value):
     assert parse_bool(text) is value
 
 
-def test_help_comes_from_the_config_comments():
-    assert field_comments(TrainConfig)["grad_accum_steps"].startswith("micro-batches per optimizer step")
+def test_help_comes_from_each_settings_own_help():
+    assert field_help(TrainConfig)["grad_accum_steps"].startswith("micro-batches per optimizer step")
+    # A help text wrapped over two source lines is whole (a comment parser dropped the second line).
+    assert field_help(TrainConfig)["epochs"].endswith("the best validation emotion weighted F1")
+
+
+@pytest.mark.parametrize("cls", [MediaConfig, TextConfig, ModelConfig, TrainConfig])
+def test_every_command_line_setting_has_help(cls):
+    assert all(field_help(cls).values()), [name for name, text in field_help(cls).items() if not text]
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -1,7 +1,7 @@
 """Command-line options generated from the typed configs, so each setting is defined once.
 
 Every dataclass field becomes a kebab-case option (`batch_size` -> `--batch-size`) whose help is the
-field's comment in config.py. Values are parsed the way SageMaker passes hyperparameters: numbers
+field's own `help` (config.setting's metadata), read from the class itself, so it holds without .py sources. Values are parsed the way SageMaker passes hyperparameters: numbers
 as text, booleans as True/true/false/1/0, lists comma-separated. Options default to None, so
 `config_from_args` can tell a value the user gave from one left to the dataclass default.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
-import re
 import types
 import typing
 
@@ -50,26 +48,21 @@ def _number(kind: type):
     return parse
 
 
-def field_comments(cls: type) -> dict[str, str]:
-    """Each field's trailing comment in the class source: the one-line 'when to change it'."""
-    comments = {}
-    for line in inspect.getsource(cls).splitlines():
-        match = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
-        if match:
-            comments[match.group(1)] = match.group(2).replace("%", "%%")
-    return comments
+def field_help(cls: type) -> dict[str, str]:
+    """Each field's one-line 'when to change it' (config.setting's `help`), escaped for argparse."""
+    return {f.name: f.metadata.get("help", "").replace("%", "%%") for f in dataclasses.fields(cls)}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     hints = typing.get_type_hints(cls)
-    comments = field_comments(cls)
+    helps = field_help(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
         hint = hints[field.name]
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         option = "--" + field.name.replace("_", "-")
-        help_text = f"{comments.get(field.name, '')} (default: {_show(default)})"
+        help_text = f"{helps[field.name]} (default: {_show(default)})"
         kwargs: dict = {"dest": field.name, "default": None, "help": help_text}
         if hint is bool:
             kwargs |= {"type": parse_bool, "nargs": "?", "const": True, "metavar": "BOOL"}

@@ -13,6 +13,11 @@ from mmsent.errors import SettingsError
 MODALITIES: tuple[str, ...] = ("text", "audio", "video")
 
 
+def setting(default=dataclasses.MISSING, help: str = "", *, factory=dataclasses.MISSING):
+    """A config field with its command-line help: `--name`'s one line on when to change it (arguments.py)."""
+    return field(default=default, default_factory=factory, metadata={"help": help})
+
+
 def require_finite(settings) -> None:
     """Every float setting is a number: NaN passes every `<` and `>` check, and inf trains NaN weights."""
     for f in dataclasses.fields(settings):
@@ -31,13 +36,13 @@ def require_modalities(name: str, values: tuple[str, ...]) -> None:
 class MediaConfig:
     """How a clip becomes tensors. The defaults fit torchvision's R3D-18 and MELD's short clips."""
 
-    num_frames: int = 16  # frames sampled evenly across the whole clip; R3D-18 was trained on 16
-    frame_size: int = 112  # side of the square centre crop; R3D-18 expects 112
-    sample_rate: int = 16_000  # audio is resampled to this rate, mono
-    n_mels: int = 64  # mel bins; more only helps with longer FFT windows
-    audio_seconds: float = 4.0  # audio is cut or zero-padded to this; MELD clips average about 3 s
-    n_fft: int = 400  # 25 ms window at 16 kHz
-    hop_length: int = 160  # 10 ms hop at 16 kHz
+    num_frames: int = setting(16, "frames sampled evenly across the whole clip; R3D-18 was trained on 16")
+    frame_size: int = setting(112, "side of the square centre crop; R3D-18 expects 112")
+    sample_rate: int = setting(16_000, "audio is resampled to this rate, mono")
+    n_mels: int = setting(64, "mel bins; more only helps with longer FFT windows")
+    audio_seconds: float = setting(4.0, "audio is cut or zero-padded to this; MELD clips average about 3 s")
+    n_fft: int = setting(400, "25 ms window at 16 kHz")
+    hop_length: int = setting(160, "10 ms hop at 16 kHz")
 
     def __post_init__(self) -> None:
         require_finite(self)
@@ -61,9 +66,11 @@ class MediaConfig:
 class TextConfig:
     """How an utterance becomes token ids (the tokenizer is the text model's: ModelConfig.text_model)."""
 
-    max_tokens: int = 96  # MELD's longest utterance is about 90 word pieces; context turns need more room
-    context_past: int = 0  # turns of the same dialogue before the utterance read with it, each as "Speaker: utterance"
-    context_future: int = 0  # turns after it, likewise; over max_tokens the farthest turns go first, never the utterance
+    max_tokens: int = setting(96, "MELD's longest utterance is about 90 word pieces; context turns need more room")
+    context_past: int = setting(0, "turns of the same dialogue before the utterance read with it, each as 'Speaker: "
+                                   "utterance'")
+    context_future: int = setting(0, "turns after it, likewise; over max_tokens the farthest turns go first, never the "
+                                     "utterance")
 
     def __post_init__(self) -> None:
         for name in ("context_past", "context_future"):
@@ -85,7 +92,7 @@ class DataConfig:
 
     text: TextConfig = field(default_factory=TextConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
-    modalities: tuple[str, ...] = MODALITIES  # any subset; text-only needs no clips at all
+    modalities: tuple[str, ...] = setting(MODALITIES, "any subset; text-only needs no clips at all")
 
     def __post_init__(self) -> None:
         require_modalities("modalities", self.modalities)
@@ -100,15 +107,17 @@ FREEZABLE: tuple[str, ...] = ("text", "video")
 class ModelConfig:
     """The fusion model's shape. Saved beside the weights, so a model dir rebuilds it alone."""
 
-    modalities: tuple[str, ...] = MODALITIES  # encoders built; the others are left out entirely
-    text_model: str = "default"  # "default" is the offline all-MiniLM-L6-v2; a folder, or "bert-base-uncased" where the hub is reachable
-    video_weights: str = "none"  # none | kinetics400 (downloads through torchvision) | PATH to a state dict
-    freeze: tuple[str, ...] = ("video",)  # frozen backbones; their projections still train
-    embed_dim: int = 128  # each modality's embedding; lower it to shrink the fusion layers
-    fusion_dim: int = 256  # width of the fusion layer
-    audio_channels: tuple[int, ...] = (16, 32, 64, 128)  # conv widths of the audio CNN, one block each
-    dropout: float = 0.3  # in projections, fusion and heads; raise it when validation loss climbs early
-    feature_norm: bool = True  # LayerNorm on each backbone's features before its projection, so every modality starts at one scale
+    modalities: tuple[str, ...] = setting(MODALITIES, "encoders built; the others are left out entirely")
+    text_model: str = setting("default", "'default' is the offline all-MiniLM-L6-v2; a folder, or 'bert-base-uncased' where "
+                                         "the hub is reachable")
+    video_weights: str = setting("none", "none | kinetics400 (downloads through torchvision) | PATH to a state dict")
+    freeze: tuple[str, ...] = setting(("video",), "frozen backbones; their projections still train")
+    embed_dim: int = setting(128, "each modality's embedding; lower it to shrink the fusion layers")
+    fusion_dim: int = setting(256, "width of the fusion layer")
+    audio_channels: tuple[int, ...] = setting((16, 32, 64, 128), "conv widths of the audio CNN, one block each")
+    dropout: float = setting(0.3, "in projections, fusion and heads; raise it when validation loss climbs early")
+    feature_norm: bool = setting(True, "LayerNorm on each backbone's features before its projection, so every modality "
+                                       "starts at one scale")
 
     def __post_init__(self) -> None:
         require_finite(self)
@@ -134,36 +143,45 @@ AMP_DTYPES: tuple[str, ...] = ("auto", "bf16", "fp16")
 class TrainConfig:
     """How to train. Runtime state (epoch, step, rank) lives in the loop, never here."""
 
-    # 4, measured (README, MELD text only): as good a best epoch as 10 (0.577 dev emotion wF1 each, 3 seeds), a better last one, 2.5x faster.
-    epochs: int = 4  # passes over the training split; the model dir keeps the epoch with the best validation emotion weighted F1
-    batch_size: int = 16  # per optimizer step with grad_accum_steps 1; lower it on out-of-memory
-    learning_rate: float = 5e-4  # fusion, heads, projections and the audio CNN: all start random
-    encoder_learning_rate: float = 3e-5  # pretrained backbones being fine-tuned: lower, or they forget
-    weight_decay: float = 0.01  # AdamW's decoupled decay; biases and norms are exempt
-    scheduler: str = "cosine"  # cosine | linear (after warm-up, to zero) | plateau (halve on a stall) | constant
-    warmup_ratio: float = 0.1  # share of optimizer steps spent warming up (cosine, linear, constant)
-    grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
-    label_smoothing: float = 0.1  # MELD's labels are noisy: soften the targets a little
-    class_weights: str = "sqrt"  # inverse class frequency from the CSV labels, square-rooted | balanced (full) | none
-    sentiment_loss_weight: float = 0.5  # loss = emotion CE + this x sentiment CE
-    modality_dropout: float = 0.3  # chance each present modality of a training item is hidden (never all): the model learns to do without any one, a transcript included
-    modality_dropout_on: tuple[str, ...] = MODALITIES  # the modalities modality dropout may hide; text alone: a model for clips without transcripts
-    grad_accum_steps: int = 1  # micro-batches per optimizer step: batch_size x this is the effective batch
-    amp: bool = False  # mixed precision on CUDA (bf16 where supported, else fp16); no effect on CPU
-    amp_dtype: str = "auto"  # with --amp: auto (bf16 where the GPU has it, else fp16 with loss scaling) | bf16 | fp16
-    num_workers: int = 2  # DataLoader processes decoding clips; raise it when the GPU waits on data
-    group_by_length: bool = True  # batch utterances of about one token length together: far less padding for the text encoder
-    max_train_samples: int | None = None  # train on a random subset this big, for quick experiments
-    early_stopping_patience: int = 0  # stop after this many epochs without a better emotion F1; 0: never
-    seed: int = 42  # the same seed repeats a run on CPU
-    log_every: int = 20  # batches between progress lines when stdout is not a terminal
-    checkpoint_every_steps: int = 0  # also checkpoint every this many optimizer steps; 0: at epoch ends (and on SIGTERM) only
-    checkpoint_every_minutes: float | None = None  # also checkpoint when this many minutes passed since the last one; default 10 in a SageMaker job (its stop signal may never reach the script), else 0 (off)
+    # 4: on MELD text-only as good a best epoch as 10, a better last one, 2.5x faster (docs/experiments.md).
+    epochs: int = setting(4, "passes over the training split; the model dir keeps the epoch with the best validation "
+                             "emotion weighted F1")
+    batch_size: int = setting(16, "per optimizer step with grad_accum_steps 1; lower it on out-of-memory")
+    learning_rate: float = setting(5e-4, "fusion, heads, projections and the audio CNN: all start random")
+    encoder_learning_rate: float = setting(3e-5, "pretrained backbones being fine-tuned: lower, or they forget")
+    weight_decay: float = setting(0.01, "AdamW's decoupled decay; biases and norms are exempt")
+    scheduler: str = setting("cosine", "cosine | linear (after warm-up, to zero) | plateau (halve on a stall) | constant")
+    warmup_ratio: float = setting(0.1, "share of optimizer steps spent warming up (cosine, linear, constant)")
+    grad_clip: float = setting(1.0, "max gradient norm; 0 turns clipping off")
+    label_smoothing: float = setting(0.1, "MELD's labels are noisy: soften the targets a little")
+    class_weights: str = setting("sqrt", "inverse class frequency from the CSV labels, square-rooted | balanced (full) | none")
+    sentiment_loss_weight: float = setting(0.5, "loss = emotion CE + this x sentiment CE")
+    modality_dropout: float = setting(0.3, "chance each present modality of a training item is hidden (never all): the "
+                                           "model learns to do without any one, a transcript included")
+    modality_dropout_on: tuple[str, ...] = setting(MODALITIES, "the modalities modality dropout may hide; text alone: a "
+                                                               "model for clips without transcripts")
+    grad_accum_steps: int = setting(1, "micro-batches per optimizer step: batch_size x this is the effective batch")
+    amp: bool = setting(False, "mixed precision on CUDA (bf16 where supported, else fp16); no effect on CPU")
+    amp_dtype: str = setting("auto", "with --amp: auto (bf16 where the GPU has it, else fp16 with loss scaling) | bf16 | fp16")
+    num_workers: int = setting(2, "DataLoader processes decoding clips; raise it when the GPU waits on data")
+    group_by_length: bool = setting(True, "batch utterances of about one token length together: far less padding for the "
+                                          "text encoder")
+    max_train_samples: int | None = setting(None, "train on a random subset this big, for quick experiments")
+    early_stopping_patience: int = setting(0, "stop after this many epochs without a better emotion F1; 0: never")
+    seed: int = setting(42, "the same seed repeats a run on CPU")
+    log_every: int = setting(20, "batches between progress lines when stdout is not a terminal")
+    checkpoint_every_steps: int = setting(0, "also checkpoint every this many optimizer steps; 0: at epoch ends (and on "
+                                             "SIGTERM) only")
+    checkpoint_every_minutes: float | None = setting(
+        None, "also checkpoint when this many minutes passed since the last one; default 10 in a SageMaker job (its stop "
+        "signal may never reach the script), else 0 (off)")
     # Two while training: the newest and a fallback should it be cut short; a finished run needs only the newest.
-    keep_checkpoints: int = 2  # newest checkpoints kept while training; a finished run keeps its newest alone unless this is above 2
-    resume: bool = True  # continue from the newest valid checkpoint in the checkpoint folder, if there is one
-    max_bad_steps: int = 10  # non-finite losses in a row (each step skipped) that stop the run
-    cache_embeddings: bool = True  # frozen backbones run once per dataset (on the media cache) and their outputs are reused
+    keep_checkpoints: int = setting(2, "newest checkpoints kept while training; a finished run keeps its newest alone "
+                                       "unless this is above 2")
+    resume: bool = setting(True, "continue from the newest valid checkpoint in the checkpoint folder, if there is one")
+    max_bad_steps: int = setting(10, "non-finite losses in a row (each step skipped) that stop the run")
+    cache_embeddings: bool = setting(True, "frozen backbones run once per dataset (on the media cache) and their outputs "
+                                           "are reused")
 
     def __post_init__(self) -> None:
         require_finite(self)
