@@ -1,10 +1,10 @@
 """The model dir: everything needed to use a trained model alone, and nothing that needs training code.
 
     model.pth       the state dict (read back with torch.load(weights_only=True))
-    config.json     ModelConfig + DataConfig: rebuilds the model and its preprocessing
+    config.json     ModelConfig + DataConfig: rebuilds the model and its preprocessing; TrainConfig: how it was trained
     labels.json     the label maps, index order = the heads' output order
     text/           the text encoder's architecture config and tokenizer (weights are in model.pth)
-Training adds metrics.json and the figures beside these.
+Training adds metrics.json, the figures and README.md (a model card: training/model_card.py) beside these.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ class ModelDirError(MmsentError, ValueError):
 
 
 def save_model_dir(folder: Path, model: torch.nn.Module, data_cfg: DataConfig, model_cfg: ModelConfig,
-                   tokenizer=None, state: dict | None = None) -> None:
+                   tokenizer=None, state: dict | None = None, train_cfg=None) -> None:
     """Write weights, configs and labels; each file atomically, so a crash never leaves half a file.
-    `state` replaces entries of the model's own state dict (the best epoch's weights, kept aside)."""
+    `state` replaces entries of the model's own state dict (the best epoch's weights, kept aside);
+    `train_cfg` (a TrainConfig) is recorded in config.json as how the weights were trained."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if "text" in model.encoders and not (folder / TEXT / "config.json").is_file():
@@ -45,6 +46,8 @@ def save_model_dir(folder: Path, model: torch.nn.Module, data_cfg: DataConfig, m
             tokenizer.save_pretrained(folder / TEXT)
     config = {"format_version": FORMAT_VERSION, "mmsent_version": __version__,
               "model": asdict(model_cfg), "data": asdict(data_cfg)}  # fmt: skip
+    if train_cfg is not None:
+        config["train"] = asdict(train_cfg)
     write_json_atomic(folder / CONFIG, config)
     write_json_atomic(folder / LABELS, label_maps())
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()} | (state or {})

@@ -29,8 +29,9 @@ def test_rank_0_holds_the_folders_and_writes_the_results(tmp_path):
         with pytest.raises(TrainingError, match="in use by another run"):
             RunOutputs(_paths(tmp_path), DistInfo()).hold()
         final, history = _results()
-        outputs.write_results(final, history, {"setup_seconds": {"media_cache": 0.0}})
+        outputs.write_results(final, history, {"setup_seconds": {"media_cache": 0.0}}, "# the card\n")
     assert json.loads((tmp_path / "model" / "metrics.json").read_text())["best_epoch"] == 2
+    assert (tmp_path / "model" / "README.md").read_text() == "# the card\n"
     assert len(json.loads((tmp_path / "output" / "history.json").read_text())) == 2
     assert (tmp_path / "output" / "timings.json").is_file()
     for figure in ("confusion_emotion.png", "confusion_sentiment.png", "training_curves.png"):
@@ -42,7 +43,7 @@ def test_rank_0_holds_the_folders_and_writes_the_results(tmp_path):
 def test_other_ranks_write_nothing(tmp_path):
     outputs = RunOutputs(_paths(tmp_path), DistInfo(rank=1, local_rank=1, world_size=2))
     with outputs.hold():
-        outputs.write_results(*_results(), {})
+        outputs.write_results(*_results(), {}, "# the card\n")
     assert list(tmp_path.iterdir()) == []
 
 

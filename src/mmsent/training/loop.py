@@ -1,4 +1,6 @@
-"""The training loop, top to bottom, in one function: `train`.
+"""The training loop: `train` is the spine, reading top to bottom; `build_run` makes a run's parts,
+`train_one_epoch` trains an epoch, `evaluate` scores a split, `end_epoch` keeps the best, `finish`
+scores the test split and writes the results. Tests drive an epoch in-process through them.
 
 Features and the settings that turn them on (all in TrainConfig unless named otherwise):
 - AdamW (fused) with per-part learning rates: `encoder_learning_rate` for fine-tuned pretrained backbones,
@@ -39,12 +41,13 @@ import contextlib
 import math
 import random
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from mmsent.config import DataConfig, ModelConfig, TrainConfig
 from mmsent.data.cache import split_fingerprint
@@ -64,8 +67,9 @@ from mmsent.training.embeddings import attach_frozen_features
 from mmsent.training.errors import TrainingError, TrainingInterrupted
 from mmsent.training.loss import MultiTaskLoss
 from mmsent.training.metrics import format_head_metrics
+from mmsent.training.model_card import model_card
 from mmsent.training.modality_dropout import drop_modalities
-from mmsent.training.precision import choose_precision
+from mmsent.training.precision import Precision, choose_precision
 from mmsent.training.progress import Progress
 from mmsent.training.run_outputs import RunOutputs, RunPaths
 from mmsent.training.step import StepOutcome, optimizer_step
@@ -73,7 +77,7 @@ from mmsent.training.stop_signal import StopSignal
 from mmsent.training.tracking import TensorBoardLog, epoch_metrics, metric_line
 from mmsent.training.validate import Interrupted, merge, predict_views, summarize, to_device
 
-__all__ = ["RunPaths", "TrainingError", "TrainingInterrupted", "train"]
+__all__ = ["Run", "RunPaths", "TrainingError", "TrainingInterrupted", "build_run", "evaluate", "train", "train_one_epoch"]
 
 
 def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig,
@@ -88,8 +92,64 @@ def train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelC
         return _train(splits, data_cfg, model_cfg, cfg, paths, dist, outputs)
 
 
+@dataclass
+class Run:
+    """What one training run is made of, built once by `build_run`: the epoch and validation functions
+    read it, and `train` (the spine) passes it along."""
+
+    splits: dict[str, SplitFiles]
+    data_cfg: DataConfig
+    model_cfg: ModelConfig
+    cfg: TrainConfig
+    paths: RunPaths
+    dist: DistInfo
+    outputs: RunOutputs
+    device: torch.device
+    precision: Precision
+    say: Callable[..., None]  # print on rank 0, nothing elsewhere
+    tokenizer: object
+    datasets: dict[str, MeldDataset]
+    train_items: Dataset  # the train split, or the subset of it that max_train_samples chose
+    train_sampler: ResumableSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    batches_per_epoch: int
+    model: MultimodalSentimentModel
+    trained: torch.nn.Module  # what the training step calls: `model`, or its DDP wrapper
+    loss_fn: MultiTaskLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: object
+    log: TensorBoardLog
+    checkpointer: Checkpointer
+    setup_seconds: dict[str, float]  # what decoding once costs up front: output/timings.json (read by the benchmarks)
+    loader: Callable[..., DataLoader]  # loader(dataset, sampler): the run's batch size, workers and seed
+    bad_in_a_row: int = 0  # non-finite losses in a row, across epoch boundaries
+
+    def save_model(self, weights: dict, checkpoint: Path) -> None:
+        self.outputs.save_model(self.model, weights, self.data_cfg, self.model_cfg, self.tokenizer, checkpoint, self.cfg)
+
+
 def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig,
            paths: RunPaths, dist: DistInfo, outputs: RunOutputs) -> dict:
+    run = build_run(splits, data_cfg, model_cfg, cfg, paths, dist, outputs)
+    state, best_weights = start(run)
+    stop = StopSignal()
+    with stop:
+        while state.epoch <= cfg.epochs and not state.finished:
+            train_stats = train_one_epoch(run, state, stop, save=lambda: run.checkpointer.save(state, best_weights))
+            try:
+                validation = evaluate(run, run.val_loader, f"epoch {state.epoch}/{cfg.epochs} validation",
+                                      should_stop=lambda: distributed.any_rank(dist, [stop.requested], run.device)[0])  # fmt: skip
+            except Interrupted:
+                raise TrainingInterrupted(stop.signal or 15, run.checkpointer.save(state, best_weights)) from None
+            best_weights = end_epoch(run, state, train_stats, validation, best_weights)
+    return finish(run, state, best_weights)
+
+
+def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig,
+              paths: RunPaths, dist: DistInfo, outputs: RunOutputs) -> Run:
+    """Data, model, loss, optimizer, schedule, TensorBoard log and checkpointer for one run."""
     device = distributed.start(dist)
     say = print if dist.is_main else _silent
     seed_everything(cfg.seed + dist.rank)  # rank 0 matches a single process; DDP copies rank 0's weights to all
@@ -101,7 +161,7 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
     # decoded by the loader's workers. Every rank reads its own share in an order fixed by
     # (seed, epoch), which is what lets a run resume mid-epoch.
     tokenizer = load_tokenizer(model_cfg.text_model)
-    setup_seconds = {}  # what decoding once costs up front: output/timings.json (read by the benchmarks)
+    setup_seconds = {}
     started = time.monotonic()
     caches = _media_caches(splits, data_cfg, cfg, paths, dist, say)
     setup_seconds["media_cache"] = time.monotonic() - started
@@ -136,7 +196,6 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
         setup_seconds["frozen_outputs"] = time.monotonic() - started
         if served:
             say(f"frozen {', '.join(served)} backbone outputs come from the cache: each epoch trains the rest only")
-    trained = _wrap_ddp(model, dist, device)  # what the training step calls; `model` itself for everything else
     positions = _positions(train_items)
     class_weights = {
         task: class_weight_tensor([train_set.labels(task)[i] for i in positions], len(names), cfg.class_weights, device)
@@ -151,149 +210,165 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
     optimizer_steps_per_epoch = -(-batches_per_epoch // cfg.grad_accum_steps)
     scheduler = make_scheduler(optimizer, cfg, optimizer_steps_per_epoch * cfg.epochs)
     scaler = precision.scaler()
-    log = TensorBoardLog(paths.tensorboard_dir, enabled=dist.is_main)
-
-    def save_model(weights: dict, checkpoint: Path) -> None:
-        outputs.save_model(model, weights, data_cfg, model_cfg, tokenizer, checkpoint)
-
-    # Resume from the newest valid checkpoint, or start afresh.
     checkpointer = Checkpointer(
         paths.checkpoint_dir, cfg, dist, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
         configs={"model": asdict(model_cfg), "data": asdict(data_cfg), "train": asdict(cfg)},
         data={split: split_fingerprint(files, datasets[split].utterances, times=False) for split, files in splits.items()},
         frozen=frozen_digest(model),
     )  # fmt: skip
-    state, best_weights = LoopState(), None
+    return Run(splits=splits, data_cfg=data_cfg, model_cfg=model_cfg, cfg=cfg, paths=paths, dist=dist, outputs=outputs,
+               device=device, precision=precision, say=say, tokenizer=tokenizer, datasets=datasets,
+               train_items=train_items, train_sampler=train_sampler, train_loader=train_loader, val_loader=val_loader,
+               batches_per_epoch=batches_per_epoch, model=model, trained=_wrap_ddp(model, dist, device), loss_fn=loss_fn,
+               optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+               log=TensorBoardLog(paths.tensorboard_dir, enabled=dist.is_main), checkpointer=checkpointer,
+               setup_seconds=setup_seconds, loader=loader)  # fmt: skip
+
+
+def start(run: Run) -> tuple[LoopState, dict | None]:
+    """Where the run begins: the newest valid checkpoint's state and best weights, or a fresh start
+    (which logs the model graph to TensorBoard)."""
+    cfg, say, checkpointer = run.cfg, run.say, run.checkpointer
     if not cfg.resume and (aside := checkpointer.set_aside()):
         say(f"--resume false: earlier checkpoints moved to {aside}")
     resumed = checkpointer.resume() if cfg.resume else None
-    if resumed is not None:
-        state, best_weights = resumed
-        if state.finished or state.epoch > cfg.epochs:
-            say(f"resumed from {paths.checkpoint_dir}: training already ended after epoch {state.epoch - 1}; "
-                "scoring the best epoch again")  # fmt: skip
-        else:
-            say(f"resumed from {paths.checkpoint_dir}: epoch {state.epoch}, {state.batches_done} of {batches_per_epoch} batches done")
-        if best_weights is not None:  # the model dir may be gone with the old instance, or never written
-            save_model(best_weights, paths.checkpoint_dir)
+    if resumed is None:
+        run.log.graph(run.model, to_device(next(iter(run.val_loader)), run.device))
+        return LoopState(), None
+    state, best_weights = resumed
+    folder = run.paths.checkpoint_dir
+    if state.finished or state.epoch > cfg.epochs:
+        say(f"resumed from {folder}: training already ended after epoch {state.epoch - 1}; scoring the best epoch again")
     else:
-        log.graph(model, to_device(next(iter(val_loader)), device))
+        say(f"resumed from {folder}: epoch {state.epoch}, {state.batches_done} of {run.batches_per_epoch} batches done")
+    if best_weights is not None:  # the model dir may be gone with the old instance, or never written
+        run.save_model(best_weights, folder)
+    return state, best_weights
 
-    stop = StopSignal()
-    bad_in_a_row = 0
-    with stop:
-        while state.epoch <= cfg.epochs and not state.finished:
-            epoch = state.epoch
-            # ---- train one epoch (or what is left of it)
-            model.train()
-            train_sampler.set_epoch(epoch, skip=state.batches_done * cfg.batch_size)
-            started = time.monotonic()
-            progress = Progress(batches_per_epoch, f"epoch {epoch}/{cfg.epochs} train", cfg.log_every,
-                                done=state.batches_done, enabled=dist.is_main)  # fmt: skip
-            optimizer.zero_grad(set_to_none=True)
-            for batch in train_loader:
-                last_micro_step = (state.batches_done + 1) % cfg.grad_accum_steps == 0 or state.batches_done + 1 == batches_per_epoch
-                batch_issues = sum(count_issues(batch["issues"]).values())
-                batch = to_device(drop_modalities(batch, cfg.modality_dropout, cfg.modality_dropout_on), device)
-                # DDP averages gradients across ranks in backward: only on the micro-step that steps.
-                sync = contextlib.nullcontext() if last_micro_step or not dist.enabled else trained.no_sync()
-                with sync:
-                    with precision.autocast():
-                        loss = loss_fn(trained(batch), batch)
-                    non_finite, stop_now, time_due = distributed.any_rank(
-                        dist, [not torch.isfinite(loss).item(), stop.requested, checkpointer.time_due()], device)  # agreed: one collective  # fmt: skip
-                    if not non_finite:
-                        scaler.scale(loss / cfg.grad_accum_steps).backward()
-                state.batches_done += 1
-                if non_finite:
-                    bad_in_a_row += 1
-                    state.skipped_steps += 1
-                    say(f"warning: non-finite loss at epoch {epoch} batch {state.batches_done}: step skipped "
-                        f"({bad_in_a_row} in a row, {state.skipped_steps} in the run)")  # fmt: skip
-                    if bad_in_a_row >= cfg.max_bad_steps:
-                        optimizer.zero_grad(set_to_none=True)
-                        path = checkpointer.save(state, best_weights)
-                        raise TrainingError(f"{bad_in_a_row} non-finite losses in a row (epoch {epoch}, batch "
-                                            f"{state.batches_done}): training diverged; the last good state is in {path}. "
-                                            "Lower --learning-rate, or lower --grad-clip to clip harder")  # fmt: skip
-                else:
-                    bad_in_a_row = 0
-                    state.loss_sum += loss.item() * len(batch["index"])
-                    state.items_seen += len(batch["index"])
-                    state.media_issues += batch_issues
-                if last_micro_step:
-                    outcome = optimizer_step(model, optimizer, scaler, scheduler, cfg, last_loss_finite=not non_finite)
-                    if outcome is StepOutcome.BAD_GRADIENTS:
-                        state.skipped_steps += 1
-                        say(f"warning: non-finite gradients at epoch {epoch} batch {state.batches_done}: step skipped")
-                    state.optimizer_steps += 1
-                    if stop_now:
-                        progress.close()
-                        raise TrainingInterrupted(stop.signal or 15, checkpointer.save(state, best_weights))
-                    if time_due or checkpointer.steps_due(state.optimizer_steps):
-                        checkpointer.save(state, best_weights)
-                progress.update(loss=state.loss_sum / max(state.items_seen, 1))
-            progress.close()
-            loss_sum, items_seen, media_issues = distributed.sum_over_ranks(
-                dist, [state.loss_sum, state.items_seen, state.media_issues], device)  # fmt: skip
-            if items_seen == 0:  # however short the epoch, an untrained model must not be saved as the result
-                raise TrainingError(f"every training step of epoch {epoch} was skipped for a non-finite loss: nothing "
-                                    "was learnt; check the learning rates, loss weights and inputs")  # fmt: skip
-            train_stats = {"loss": loss_sum / max(items_seen, 1), "seconds": time.monotonic() - started,
-                           "media_issues": int(media_issues)}  # fmt: skip
 
-            # ---- validate, report, keep the best
-            try:
-                validation = _evaluate(model, val_loader, device, precision, dist, loss_fn, f"epoch {epoch}/{cfg.epochs} validation",
-                                       cfg.log_every, should_stop=lambda: distributed.any_rank(dist, [stop.requested], device)[0])  # fmt: skip
-            except Interrupted:
-                raise TrainingInterrupted(stop.signal or 15, checkpointer.save(state, best_weights)) from None
-            if cfg.scheduler == "plateau":
-                scheduler.step(validation["emotion"]["weighted_f1"])
-            rates = learning_rates(optimizer)
-            state.history.append({"epoch": epoch, "train": train_stats, "validation": validation, "learning_rates": rates})
-            log.epoch(epoch, train_stats, validation, rates)
-            say(metric_line(epoch_metrics(epoch, train_stats, validation)), flush=True)
-            best_score = state.history[state.best_epoch - 1]["validation"]["emotion"]["weighted_f1"] if state.best_epoch else None
-            improved = best_score is None or validation["emotion"]["weighted_f1"] > best_score
-            if improved:
-                state.best_epoch, state.epochs_without_gain = epoch, 0
-                best_weights = trainable_state(model)
-            else:
-                state.epochs_without_gain += 1
-                if cfg.early_stopping_patience and state.epochs_without_gain >= cfg.early_stopping_patience:
-                    say(f"early stopping: no better validation emotion weighted F1 for {state.epochs_without_gain} epochs")
-                    state.finished = True
-            state.epoch, state.batches_done = epoch + 1, 0
-            state.loss_sum, state.items_seen, state.media_issues = 0.0, 0, 0
-            saved = checkpointer.save(state, best_weights)  # first: a model dir that cannot be written then loses no epoch
-            if improved:
-                save_model(best_weights, saved)
+def train_one_epoch(run: Run, state: LoopState, stop: StopSignal, save: Callable[[], Path]) -> dict:
+    """Train epoch `state.epoch` (or what is left of it, after a resume) and return its stats: loss,
+    seconds, media issues. `save` writes a checkpoint of the run as it stands (when one is due, on a
+    stop signal, before giving up on a diverged run)."""
+    cfg, dist, device, model, say = run.cfg, run.dist, run.device, run.model, run.say
+    epoch = state.epoch
+    model.train()
+    run.train_sampler.set_epoch(epoch, skip=state.batches_done * cfg.batch_size)
+    started = time.monotonic()
+    progress = Progress(run.batches_per_epoch, f"epoch {epoch}/{cfg.epochs} train", cfg.log_every,
+                        done=state.batches_done, enabled=dist.is_main)  # fmt: skip
+    run.optimizer.zero_grad(set_to_none=True)
+    for batch in run.train_loader:
+        last_micro_step = (state.batches_done + 1) % cfg.grad_accum_steps == 0 or state.batches_done + 1 == run.batches_per_epoch
+        batch_issues = sum(count_issues(batch["issues"]).values())
+        batch = to_device(drop_modalities(batch, cfg.modality_dropout, cfg.modality_dropout_on), device)
+        # DDP averages gradients across ranks in backward: only on the micro-step that steps.
+        sync = contextlib.nullcontext() if last_micro_step or not dist.enabled else run.trained.no_sync()
+        with sync:
+            with run.precision.autocast():
+                loss = run.loss_fn(run.trained(batch), batch)
+            non_finite, stop_now, time_due = distributed.any_rank(
+                dist, [not torch.isfinite(loss).item(), stop.requested, run.checkpointer.time_due()], device)  # agreed: one collective  # fmt: skip
+            if not non_finite:
+                run.scaler.scale(loss / cfg.grad_accum_steps).backward()
+        state.batches_done += 1
+        if non_finite:
+            run.bad_in_a_row += 1
+            state.skipped_steps += 1
+            say(f"warning: non-finite loss at epoch {epoch} batch {state.batches_done}: step skipped "
+                f"({run.bad_in_a_row} in a row, {state.skipped_steps} in the run)")  # fmt: skip
+            if run.bad_in_a_row >= cfg.max_bad_steps:
+                run.optimizer.zero_grad(set_to_none=True)
+                path = save()
+                raise TrainingError(f"{run.bad_in_a_row} non-finite losses in a row (epoch {epoch}, batch "
+                                    f"{state.batches_done}): training diverged; the last good state is in {path}. "
+                                    "Lower --learning-rate, or lower --grad-clip to clip harder")  # fmt: skip
+        else:
+            run.bad_in_a_row = 0
+            state.loss_sum += loss.item() * len(batch["index"])
+            state.items_seen += len(batch["index"])
+            state.media_issues += batch_issues
+        if last_micro_step:
+            outcome = optimizer_step(model, run.optimizer, run.scaler, run.scheduler, cfg, last_loss_finite=not non_finite)
+            if outcome is StepOutcome.BAD_GRADIENTS:
+                state.skipped_steps += 1
+                say(f"warning: non-finite gradients at epoch {epoch} batch {state.batches_done}: step skipped")
+            state.optimizer_steps += 1
+            if stop_now:
+                progress.close()
+                raise TrainingInterrupted(stop.signal or 15, save())
+            if time_due or run.checkpointer.steps_due(state.optimizer_steps):
+                save()
+        progress.update(loss=state.loss_sum / max(state.items_seen, 1))
+    progress.close()
+    loss_sum, items_seen, media_issues = distributed.sum_over_ranks(
+        dist, [state.loss_sum, state.items_seen, state.media_issues], device)  # fmt: skip
+    if items_seen == 0:  # however short the epoch, an untrained model must not be saved as the result
+        raise TrainingError(f"every training step of epoch {epoch} was skipped for a non-finite loss: nothing "
+                            "was learnt; check the learning rates, loss weights and inputs")  # fmt: skip
+    return {"loss": loss_sum / max(items_seen, 1), "seconds": time.monotonic() - started, "media_issues": int(media_issues)}
 
-    # ---- the best epoch's weights: test split, files, hparams
+
+def end_epoch(run: Run, state: LoopState, train_stats: dict, validation: dict, best_weights: dict | None) -> dict | None:
+    """Report the epoch (history, TensorBoard, the metric line), keep its weights if it is the best so
+    far, decide on early stopping, checkpoint, and write the model dir on a new best. Returns the best
+    weights."""
+    cfg, epoch = run.cfg, state.epoch
+    if cfg.scheduler == "plateau":
+        run.scheduler.step(validation["emotion"]["weighted_f1"])
+    rates = learning_rates(run.optimizer)
+    state.history.append({"epoch": epoch, "train": train_stats, "validation": validation, "learning_rates": rates})
+    run.log.epoch(epoch, train_stats, validation, rates)
+    run.say(metric_line(epoch_metrics(epoch, train_stats, validation)), flush=True)
+    best_score = state.history[state.best_epoch - 1]["validation"]["emotion"]["weighted_f1"] if state.best_epoch else None
+    improved = best_score is None or validation["emotion"]["weighted_f1"] > best_score
+    if improved:
+        state.best_epoch, state.epochs_without_gain = epoch, 0
+        best_weights = trainable_state(run.model)
+    else:
+        state.epochs_without_gain += 1
+        if cfg.early_stopping_patience and state.epochs_without_gain >= cfg.early_stopping_patience:
+            run.say(f"early stopping: no better validation emotion weighted F1 for {state.epochs_without_gain} epochs")
+            state.finished = True
+    state.epoch, state.batches_done = epoch + 1, 0
+    state.loss_sum, state.items_seen, state.media_issues = 0.0, 0, 0
+    saved = run.checkpointer.save(state, best_weights)  # first: a model dir that cannot be written then loses no epoch
+    if improved:
+        run.save_model(best_weights, saved)
+    return best_weights
+
+
+def finish(run: Run, state: LoopState, best_weights: dict | None) -> dict:
+    """The best epoch's weights: the test split scored, metrics, history and figures written, hparams
+    logged. Returns the final metrics."""
+    cfg, say = run.cfg, run.say
     if state.best_epoch is None:
         raise TrainingError(f"no epoch was validated: --epochs {cfg.epochs} is below the checkpoint's epoch {state.epoch}")
-    checkpointer.finished()  # the model dir is written: older checkpoints only resume earlier points
-    load_trainable(model, best_weights)  # the frozen weights it lacks never changed
+    run.checkpointer.finished()  # the model dir is written: older checkpoints only resume earlier points
+    load_trainable(run.model, best_weights)  # the frozen weights it lacks never changed
     best = state.history[state.best_epoch - 1]
     final = {"best_epoch": state.best_epoch, "epochs_run": len(state.history), "validation": best["validation"],
              "skipped_steps": state.skipped_steps}  # fmt: skip
-    if "test" in splits:
-        test_set = datasets["test"]
-        test_loader = loader(test_set, ResumableSampler(test_set, dist, shuffle=False))
-        final["test"] = _evaluate(model, test_loader, device, precision, dist, loss_fn, "test", cfg.log_every)
+    if "test" in run.splits:
+        test_set = run.datasets["test"]
+        test_loader = run.loader(test_set, ResumableSampler(test_set, run.dist, shuffle=False))
+        final["test"] = evaluate(run, test_loader, "test")
+    device = run.device
     peak = {"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20} if device.type == "cuda" else {}
-    outputs.write_results(final, state.history, {"setup_seconds": setup_seconds} | peak)
+    items = {"train": len(run.train_items)} | {split: len(data) for split, data in run.datasets.items() if split != "train"}
+    splits = {split: {"items": items[split], "csv": str(files.csv_path)} for split, files in run.splits.items()}
+    card = model_card(final, splits, run.data_cfg, run.model_cfg, cfg)
+    run.outputs.write_results(final, state.history, {"setup_seconds": run.setup_seconds} | peak, card)
     headline = {f"{split}_{task}_weighted_f1": final[split][task]["weighted_f1"]
                 for split in ("validation", "test") if split in final for task in TASKS}  # fmt: skip
-    log.hparams({**asdict(cfg), **{f"model_{k}": v for k, v in asdict(model_cfg).items()}}, headline)
-    log.close()
+    run.log.hparams({**asdict(cfg), **{f"model_{k}": v for k, v in asdict(run.model_cfg).items()}}, headline)
+    run.log.close()
     for split in ("validation", "test"):
         if split in final:
             say(f"\n{split} (best epoch {state.best_epoch}):")
             for task in TASKS:
                 say(format_head_metrics(task, final[split][task]))
-    distributed.stop(dist)
+    distributed.stop(run.dist)
     return final
 
 
@@ -315,17 +390,18 @@ def _media_caches(splits: dict[str, SplitFiles], data_cfg: DataConfig, cfg: Trai
     return caches
 
 
-def _evaluate(model, loader, device, precision, dist: DistInfo, loss_fn, desc: str, log_every: int, should_stop=None) -> dict:
+def evaluate(run: Run, loader: DataLoader, desc: str, should_stop=None) -> dict:
     """Metrics over the whole split: each rank predicts its share, every rank gets all of them.
     A model of text and other modalities is also scored with the text hidden from every item, as a
     user's clip without its transcript is (`without_text`: both heads' metrics), from the same pass."""
+    model, dist = run.model, run.dist
     modalities = model.cfg.modalities
     views = {"all": ()} | ({"without_text": ("text",)} if "text" in modalities and len(modalities) > 1 else {})
-    progress = Progress(len(loader), desc, log_every, enabled=dist.is_main)
-    predictions = predict_views(model, loader, device, precision, views, should_stop, progress)
+    progress = Progress(len(loader), desc, run.cfg.log_every, enabled=dist.is_main)
+    predictions = predict_views(model, loader, run.device, run.precision, views, should_stop, progress)
     ranks = distributed.gather_objects(dist, predictions)
     merged = {view: merge([rank[view] for rank in ranks]) for view in views}
-    summary = summarize(merged["all"], loss_fn)
+    summary = summarize(merged["all"], run.loss_fn)
     if "without_text" in merged:
         without_text = summarize(merged["without_text"])
         summary["without_text"] = {task: without_text[task] for task in TASKS}

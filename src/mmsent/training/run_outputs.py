@@ -1,5 +1,5 @@
 """What a training run leaves behind besides checkpoints and TensorBoard events: the best model's
-model dir, its metrics and figures, the per-epoch history and the setup timings.
+model dir, its metrics, model card and figures, the per-epoch history and the setup timings.
 
 Rank 0 writes them all (the others' RunOutputs is disabled and writes nothing); where a write can fail,
 every rank learns of it, so none is left waiting in a collective alone.
@@ -13,13 +13,14 @@ from pathlib import Path
 
 import torch
 
-from mmsent.config import DataConfig, ModelConfig
-from mmsent.files import write_json_atomic
+from mmsent.config import DataConfig, ModelConfig, TrainConfig
+from mmsent.files import write_atomic, write_json_atomic
 from mmsent.model_dir import save_model_dir
 from mmsent.training import distributed
 from mmsent.training.distributed import DistInfo
 from mmsent.training.errors import TrainingError
 from mmsent.training.metrics import curves_figure, save_confusion_pngs, save_figure
+from mmsent.training.model_card import CARD
 from mmsent.training.run_folders import RunFolderError, hold_run_folders
 
 
@@ -52,12 +53,12 @@ class RunOutputs:
             raise TrainingError(str(problem)) from None
 
     def save_model(self, model: torch.nn.Module, weights: dict, data_cfg: DataConfig, model_cfg: ModelConfig, tokenizer,
-                   checkpoint: Path) -> None:  # fmt: skip
+                   checkpoint: Path, train_cfg: TrainConfig | None = None) -> None:  # fmt: skip
         """The model dir with `weights` (the best epoch's trainable ones; `checkpoint` holds the same)."""
         failure = None
         if self.enabled:
             try:
-                save_model_dir(self.paths.model_dir, model, data_cfg, model_cfg, tokenizer, state=weights)
+                save_model_dir(self.paths.model_dir, model, data_cfg, model_cfg, tokenizer, state=weights, train_cfg=train_cfg)
             except (OSError, RuntimeError) as problem:  # torch.save reports a failed write as RuntimeError
                 failure = (f"could not write the model dir {self.paths.model_dir} ({str(problem).splitlines()[0]}); the "
                            f"checkpoint in {checkpoint} holds the training: the same command again writes it")  # fmt: skip
@@ -65,12 +66,14 @@ class RunOutputs:
         if failure:
             raise TrainingError(failure)
 
-    def write_results(self, final: dict, history: list[dict], timings: dict) -> None:
-        """metrics.json and the figures in the model dir; history.json and timings.json in the output dir."""
+    def write_results(self, final: dict, history: list[dict], timings: dict, card: str) -> None:
+        """metrics.json, the model card and the figures in the model dir; history.json and timings.json
+        in the output dir."""
         if not self.enabled:
             return
         paths = self.paths
         write_json_atomic(paths.model_dir / "metrics.json", final)
+        write_atomic(paths.model_dir / CARD, lambda path: Path(path).write_text(card, encoding="utf-8"))
         paths.output_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(paths.output_dir / "history.json", history)
         write_json_atomic(paths.output_dir / "timings.json", timings)
