@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from mmsent.data.layout import DatasetLayoutError, find_splits, splits_from_channels
+from mmsent.data.layout import MEDIA_NOTE, DatasetLayoutError, find_splits, media_defaults, splits_from_channels
 
 
 
@@ -86,3 +86,36 @@ def test_a_file_or_an_unreadable_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "glob", denied)
     with pytest.raises(DatasetLayoutError, match=r"not readable \(Permission denied\)"):
         find_splits(tmp_path)
+
+
+def test_a_dataset_names_its_own_decode_settings_beside_its_csv(sample_dir, tmp_path):
+    # The sample says how to read it in each split, so a channel (one split's folder) carries it too.
+    splits = find_splits(sample_dir)
+    assert all((files.csv_path.parent / MEDIA_NOTE).is_file() for files in splits.values())
+    assert media_defaults(splits) == ({"num_frames": 4, "frame_size": 64}, sample_dir / "train" / MEDIA_NOTE)
+    assert media_defaults(splits_from_channels({"train": sample_dir / "train"}))[0] == {"num_frames": 4, "frame_size": 64}
+    _touch(tmp_path / "train_sent_emo.csv")
+    assert media_defaults(find_splits(tmp_path)) == ({}, None)  # MELD itself names none: MediaConfig's defaults
+
+
+@pytest.mark.parametrize("note", ['{"media": {"frames": 4}}', "not json", '["media"]', '{"media": 4}'])
+def test_a_media_note_that_cannot_be_used_names_its_file(tmp_path, note):
+    _touch(tmp_path / "train_sent_emo.csv")
+    (tmp_path / MEDIA_NOTE).write_text(note)
+    with pytest.raises(DatasetLayoutError, match=f"{MEDIA_NOTE}: "):
+        media_defaults(find_splits(tmp_path))
+
+
+def test_the_sample_trains_alike_by_folder_or_as_the_built_in_default(sample_dir, capsys):
+    """`mmsent train --data-dir SAMPLE` reads the clips as `mmsent train` on the built-in sample does;
+    options given on the command line win."""
+    import argparse
+
+    from mmsent.commands.common import media_config
+
+    splits = find_splits(sample_dir)
+    given = argparse.Namespace(num_frames=None, frame_size=None)
+    assert (media_config(given, splits).num_frames, media_config(given, splits).frame_size) == (4, 64)
+    assert "the dataset's own decode settings" in capsys.readouterr().err
+    chosen = media_config(argparse.Namespace(num_frames=8, frame_size=None), splits)
+    assert (chosen.num_frames, chosen.frame_size) == (8, 64)

@@ -15,10 +15,6 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # a usage error, or data that cannot be used as it is
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 
-# The built-in sample's clips are 128x96 and its video cue is a colour: small inputs carry it,
-# and keep an epoch on a 2-core CPU in seconds. Used unless --num-frames/--frame-size are given.
-SAMPLE_MEDIA = {"num_frames": 4, "frame_size": 64}
-
 
 def add_training_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, help="decode every clip once into this media cache (built or updated "
@@ -43,9 +39,9 @@ def add_rebuild_cache(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_dir(parser: argparse.ArgumentParser, decodes: bool = False) -> None:
-    """`decodes`: the command decodes clips with its own media options (SAMPLE_MEDIA on the sample)."""
-    sample = (f", read at {SAMPLE_MEDIA['num_frames']} frames of {SAMPLE_MEDIA['frame_size']} px unless "
-              "--num-frames/--frame-size are given") if decodes else ""  # fmt: skip
+    """`decodes`: the command decodes clips with its own media options (a dataset's own where it names them)."""
+    sample = ("; decode settings not given are the dataset's own where it names them in mmsent-media.json beside its "
+              "CSV (the sample does: 4 frames of 64 px)") if decodes else ""  # fmt: skip
     parser.add_argument("--data-dir", type=Path, help="MELD.Raw-style or flat folder (default: the SM_CHANNEL_* "
                         f"folders inside a SageMaker job, else the built-in sample dataset{sample})")
 
@@ -105,22 +101,28 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 
 def resolve_splits(args: argparse.Namespace, env: Environment):
-    """(splits, whether they are the built-in sample): --data-dir, else SageMaker channels, else the sample."""
+    """The splits: --data-dir, else SageMaker channels, else the built-in sample."""
     from mmsent.data.layout import find_splits, splits_from_channels
     from mmsent.data.sample import cached_sample
 
     if args.data_dir is not None:
-        return find_splits(args.data_dir), False
+        return find_splits(args.data_dir)
     if env.channels:
-        return splits_from_channels(env.channels), False
+        return splits_from_channels(env.channels)
     sample = cached_sample(env.cache_dir)
     print(f"using the built-in sample dataset in {sample}", file=sys.stderr)
-    return find_splits(sample), True
+    return find_splits(sample)
 
 
-def media_config(args: argparse.Namespace, on_sample: bool) -> MediaConfig:
-    """MediaConfig from the options; on the built-in sample, SAMPLE_MEDIA where they are not given."""
-    defaults = {k: v for k, v in SAMPLE_MEDIA.items() if not given(args, k)} if on_sample else {}
+def media_config(args: argparse.Namespace, splits) -> MediaConfig:
+    """MediaConfig from the options; the dataset's own settings (layout.media_defaults) where they are not given."""
+    from mmsent.data.layout import media_defaults
+
+    named, note = media_defaults(splits)
+    defaults = {k: v for k, v in named.items() if not given(args, k)}
     if defaults:
-        print(f"built-in sample: {defaults} (set --num-frames/--frame-size to change)", file=sys.stderr)
-    return config_from_args(MediaConfig, args, **defaults)
+        print(f"the dataset's own decode settings ({note}): {defaults} (options given on the command line win)", file=sys.stderr)
+    try:
+        return config_from_args(MediaConfig, args, **defaults)
+    except TypeError as problem:  # a value of the wrong type in the note
+        raise SettingsError(f"{note}: {problem}") from None

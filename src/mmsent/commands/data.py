@@ -67,7 +67,7 @@ def _run_sample(args: argparse.Namespace, env: Environment) -> int:
 
 def _run_data_check(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.data.check import check_split, default_workers, format_report, report_as_dict
-    splits, _ = resolve_splits(args, env)
+    splits = resolve_splits(args, env)
     reports = [check_split(files, MediaConfig(), decode=not args.no_decode, workers=args.workers or default_workers())
                for files in splits.values()]  # fmt: skip
     print(json.dumps(report_as_dict(reports), indent=2) if args.json else format_report(reports))
@@ -78,8 +78,8 @@ def _run_cache(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.data.cache import build_cache
     from mmsent.data.check import default_workers
 
-    splits, on_sample = resolve_splits(args, env)
-    media = media_config(args, on_sample)
+    splits = resolve_splits(args, env)
+    media = media_config(args, splits)
     caches = build_cache(splits, media, args.cache_dir, args.workers or default_workers(), rebuild=args.rebuild_cache)
     if not caches:
         return error("no clips to cache: the data is text-only")

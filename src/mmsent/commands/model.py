@@ -31,7 +31,7 @@ def add_parsers(commands) -> None:
 
     train = commands.add_parser("train", help="train the fusion model",
                                 description="Train the fusion model. Hyperparameters are taken as SageMaker passes "
-                                "them (--epochs 10 --batch-size 16 --learning-rate 0.0001; booleans as true/false).")  # fmt: skip
+                                "them (--epochs 6 --batch-size 16 --learning-rate 3e-4; booleans as true/false).")  # fmt: skip
     add_data_dir(train, decodes=True)
     train.add_argument("--model-dir", type=Path, help="where the best model goes (default: SM_MODEL_DIR in a job, else runs/RUN/model)")
     train.add_argument("--output-data-dir", type=Path, help="per-epoch history (default: SM_OUTPUT_DATA_DIR, else runs/RUN/output)")
@@ -78,7 +78,7 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
     dist = DistInfo(rank=env.rank, local_rank=env.local_rank, world_size=env.world_size)
     if dist.rank >= dist.world_size:
         return error(f"RANK={dist.rank} is not below WORLD_SIZE={dist.world_size}")
-    splits, on_sample = resolve_splits(args, env)
+    splits = resolve_splits(args, env)
     if all(files.clip_dir is None for files in splits.values()) and model_cfg.modalities != ("text",):
         # CSVs without clips: audio and video would be zeros for every row, their backbones work for nothing.
         if "text" not in model_cfg.modalities:
@@ -86,7 +86,7 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
         model_cfg = replace(model_cfg, modalities=("text",), freeze=tuple(f for f in model_cfg.freeze if f == "text"))
         if dist.is_main:
             print("the data has no clips (CSVs only): training text-only (--modalities text)", file=sys.stderr)
-    data_cfg = DataConfig(text=config_from_args(TextConfig, args), media=media_config(args, on_sample),
+    data_cfg = DataConfig(text=config_from_args(TextConfig, args), media=media_config(args, splits),
                           modalities=model_cfg.modalities)  # fmt: skip
     paths = _run_paths(args, env)
     try:
@@ -98,7 +98,7 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
     if not dist.is_main:
         return EXIT_OK
     print(f"checkpoints: {paths.checkpoint_dir}")
-    print(f"\nmodel:       {paths.model_dir}  (model.pth, config.json, labels.json, metrics.json)")
+    print(f"\nmodel:       {paths.model_dir}  (model.pth, config.json, labels.json, metrics.json, README.md: the model card)")
     print(f"plots:       {paths.model_dir}/confusion_emotion.png, confusion_sentiment.png, training_curves.png")
     print(f"tensorboard: tensorboard --logdir {paths.tensorboard_dir}")
     return EXIT_OK
@@ -123,7 +123,7 @@ def _run_paths(args: argparse.Namespace, env: Environment):
 def _run_evaluate(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.inference.evaluate import evaluate_model_dir
 
-    splits, _ = resolve_splits(args, env)
+    splits = resolve_splits(args, env)
     if args.split not in splits:
         return error(f"no {args.split} split in the data; found {', '.join(splits)}")
     out = args.out or args.model_dir / (f"evaluation-{args.split}" + "".join(f"-without-{name}" for name in args.absent))

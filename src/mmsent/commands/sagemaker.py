@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mmsent.arguments import config_from_args
 from mmsent.commands.common import (
-    EXIT_OK, SAMPLE_MEDIA, RaisingParser, add_training_settings, aws, aws_session, error, model_config, positive_int,
+    EXIT_OK, RaisingParser, add_training_settings, aws, aws_session, error, model_config, positive_int,
 )  # fmt: skip
 from mmsent.config import MediaConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
@@ -128,7 +128,6 @@ def _launch_local(args: argparse.Namespace, env: Environment, hyperparameters: d
 
         args.data_dir = cached_sample(env.cache_dir)
         print(f"using the built-in sample dataset in {args.data_dir}", file=sys.stderr)
-        hyperparameters = {k.replace("_", "-"): str(v) for k, v in SAMPLE_MEDIA.items()} | hyperparameters
     splits = find_splits(args.data_dir)
     # A channel is the split's folder in MELD.Raw (CSV and clip folder), or the CSV's folder.
     channels = {CHANNELS[split]: files.csv_path.parent for split, files in splits.items()}

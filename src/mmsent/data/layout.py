@@ -7,13 +7,21 @@ Layouts understood, for each split (train, dev, test):
 - A flat folder: one CSV and its clips side by side (a SageMaker channel usually looks so).
 - SageMaker channels: `train`, `validation` (our `dev`) and `test`, each a folder as above.
 A split whose folder holds no clips at all is valid: it is used for text only.
+
+A dataset may name its own decode settings in `mmsent-media.json` beside a split's CSV (the built-in
+sample does: its clips are small and its video cue is a colour): `media_defaults` reads them, and the
+same data then trains the same model however it is reached (a folder, the cache, a SageMaker channel).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from mmsent.config import MediaConfig
 from mmsent.errors import MmsentError
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
@@ -25,6 +33,7 @@ CLIP_FOLDERS: dict[str, str] = {
 }
 # SageMaker channel names for each split.
 CHANNELS: dict[str, str] = {"train": "train", "dev": "validation", "test": "test"}
+MEDIA_NOTE = "mmsent-media.json"  # a dataset's own decode settings, beside a split's CSV
 
 
 class DatasetLayoutError(MmsentError, ValueError):
@@ -116,3 +125,22 @@ def _clip_dir(folder: Path, split: str) -> Path | None:
     if any(folder.glob("*.mp4")):
         return folder
     return None
+
+
+def media_defaults(splits: Mapping[str, SplitFiles]) -> tuple[dict, Path | None]:
+    """The decode settings a dataset names for itself (MEDIA_NOTE beside the first split's CSV that
+    has one) and that note's path; ({}, None) when it names none."""
+    for files in splits.values():
+        note = files.csv_path.parent / MEDIA_NOTE
+        if not note.is_file():
+            continue
+        try:
+            values = json.loads(note.read_text(encoding="utf-8")).get("media", {})
+        except (OSError, ValueError, AttributeError) as problem:
+            raise DatasetLayoutError(f"{note}: not a JSON object with a 'media' object ({problem})") from None
+        known = {f.name for f in dataclasses.fields(MediaConfig)}
+        if not isinstance(values, dict) or set(values) - known:
+            raise DatasetLayoutError(f"{note}: 'media' must map decode settings ({', '.join(sorted(known))}) to values, "
+                                     f"got {values!r}")  # fmt: skip
+        return values, note
+    return {}, None

@@ -37,12 +37,16 @@ from pathlib import Path
 import av
 import numpy as np
 
-from mmsent.data.layout import CLIP_FOLDERS
+from mmsent.data.layout import CLIP_FOLDERS, MEDIA_NOTE
 from mmsent.data.meld import write_meld_csv
 from mmsent.labels import EMOTIONS
 from mmsent.errors import SettingsError
 
-SAMPLE_FORMAT_VERSION = 1  # bump when the generated content changes, so cached copies are rebuilt
+SAMPLE_FORMAT_VERSION = 2  # bump when the generated content changes, so cached copies are rebuilt; 2: mmsent-media.json
+# The sample's clips are 128x96 and its video cue is a colour: small inputs carry it and keep an epoch on a
+# 2-core CPU in seconds. Written beside each split's CSV (layout.MEDIA_NOTE), so every command that decodes
+# the sample, however it reaches it (a folder, a SageMaker channel), reads it alike unless told otherwise.
+SAMPLE_MEDIA = {"num_frames": 4, "frame_size": 64}
 
 # The (text, audio, video) cue of each emotion, as in the module docstring.
 CUES: dict[str, tuple[int, int, int]] = {
@@ -165,6 +169,7 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), workers: int | N
             (staging / split / CLIP_FOLDERS[split]).mkdir(parents=True)
             rows = _plan_split(staging, split, size, cfg, rng, clips)
             write_meld_csv(staging / split / f"{split}_sent_emo.csv", rows)
+            (staging / split / MEDIA_NOTE).write_text(json.dumps({"media": SAMPLE_MEDIA}, indent=2) + "\n")
         workers = workers or os.cpu_count() or 1
         disable = None if progress is None else not progress
         with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmsent.data.layout import CHANNELS, find_splits
+from mmsent.data.layout import CHANNELS, MEDIA_NOTE, find_splits
 from mmsent.sagemaker.package import build_sourcedir
 from mmsent.sagemaker.request import JobSettings, build_request, validate_request
 from mmsent.sagemaker.s3 import check_bucket, parse_s3_uri, s3_client, upload_file, upload_files
@@ -50,6 +50,8 @@ def upload_data(s3, data_dir: Path, channels: dict[str, str]) -> None:
         buckets.add(bucket)
         prefix = prefix.rstrip("/")
         planned[channel] = [(files.csv_path, f"{prefix}/{files.csv_path.name}")]
+        if (note := files.csv_path.parent / MEDIA_NOTE).is_file():  # the dataset's own decode settings
+            planned[channel].append((note, f"{prefix}/{MEDIA_NOTE}"))
         if files.clip_dir is not None:
             # Clips keep their folder name (train_splits/...) unless they sit beside the CSV.
             below = "" if files.clip_dir == files.csv_path.parent else f"{files.clip_dir.name}/"
