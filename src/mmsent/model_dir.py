@@ -27,6 +27,8 @@ WEIGHTS = "model.pth"
 CONFIG = "config.json"
 LABELS = "labels.json"
 TEXT = "text"
+METRICS = "metrics.json"  # written by training: the best epoch's validation and test metrics
+CARD = "README.md"  # written by training: the model card (training/model_card.py)
 
 
 class ModelDirError(MmsentError, ValueError):

@@ -15,7 +15,7 @@ from mmsent.sagemaker.deploy import EndpointSettings, endpoint_requests
 from tests.inference.test_predict import _good_clips
 from tests.sagemaker.conftest import BUCKET, ROLE
 from tests.sagemaker.test_launch_moto import _keys
-from tests.test_cli import mmsent
+from tests.cli import mmsent
 
 
 def _deploy(env, *args: str):
@@ -92,6 +92,9 @@ def test_the_packed_archive_answers_from_its_own_code(tiny_model_dir, sample_dir
     unpacked = tmp_path / "opt-ml-model"
     with tarfile.open(archive) as tar:
         tar.extractall(unpacked, filter="data")
+    # The archive says what produced the model: the model card and the metrics beside the weights.
+    assert (unpacked / "README.md").read_text() == (tiny_model_dir / "README.md").read_text()
+    assert (unpacked / "metrics.json").is_file()
     requirements = (unpacked / "code" / "requirements.txt").read_text().splitlines()
     assert requirements[:4] == ["torch==2.6.0", "torchvision==0.21.0", "torchaudio==2.6.0", "numpy>=2,<3"]
     assert not any(line.startswith("boto3") for line in requirements)

@@ -119,7 +119,9 @@ def write_tar_gz(destination: Path, fill) -> Path:
         fill(archive)
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with destination.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped:
+    # Level 1, not gzip's default 9: model weights barely compress at any level (a 134 MB R3D-18 state dict
+    # to 0.929 of its size at 1, 0.926 at 9) while level 9 took 1.7x as long here.
+    with destination.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=1) as zipped:
         zipped.write(buffer.getvalue())
     return destination
 

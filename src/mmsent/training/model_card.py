@@ -11,8 +11,6 @@ from mmsent import __version__
 from mmsent.config import DataConfig, ModelConfig, TrainConfig
 from mmsent.labels import TASKS
 
-CARD = "README.md"
-
 _TEXT_MODELS = {"default": "all-MiniLM-L6-v2 (offline, 6-layer BERT, mean-pooled)"}
 
 

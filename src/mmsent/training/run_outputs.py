@@ -15,12 +15,11 @@ import torch
 
 from mmsent.config import DataConfig, ModelConfig, TrainConfig
 from mmsent.files import write_atomic, write_json_atomic
-from mmsent.model_dir import save_model_dir
+from mmsent.model_dir import CARD, METRICS, save_model_dir
 from mmsent.training import distributed
 from mmsent.training.distributed import DistInfo
 from mmsent.training.errors import TrainingError
 from mmsent.training.metrics import curves_figure, save_confusion_pngs, save_figure
-from mmsent.training.model_card import CARD
 from mmsent.training.run_folders import RunFolderError, hold_run_folders
 
 
@@ -72,7 +71,7 @@ class RunOutputs:
         if not self.enabled:
             return
         paths = self.paths
-        write_json_atomic(paths.model_dir / "metrics.json", final)
+        write_json_atomic(paths.model_dir / METRICS, final)
         write_atomic(paths.model_dir / CARD, lambda path: Path(path).write_text(card, encoding="utf-8"))
         paths.output_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(paths.output_dir / "history.json", history)
