@@ -7,8 +7,9 @@ table and writes it as JSON to OUT/gpu_check.json.
   1. amp_resume   the built-in sample at 16 frames of 112 px, for bf16 (where supported) and fp16 with
                   GradScaler: an uninterrupted run, and one SIGTERM'd mid-epoch 1 then resumed; same
                   best epoch and test emotion weighted F1 within AMP_TOLERANCE; the checkpoint's scaler state.
-  2. torchrun     `torchrun --standalone --nproc-per-node N` (N = GPUs; NCCL), one epoch: one model dir,
-                  validation gathered over every dev item.
+  2. torchrun     `torchrun --standalone --nproc-per-node N` (N = GPUs; NCCL) with --cache-dir, one epoch:
+                  one model dir, validation gathered over every dev item. On one GPU torchrun would make a
+                  world of one, which exercises no NCCL collective: reported as skipped, never as tested.
   3. throughput   MELD-shaped data (bench_pipeline's 720p H.264 clips, made here on every core, once): training samples/s for
                   (a) decoding every epoch with --num-workers 0, 4, 8, (b) the media cache, (c) cached
                   frozen outputs with the text encoder fine-tuned; GPU busy % over the training epoch
@@ -16,8 +17,9 @@ table and writes it as JSON to OUT/gpu_check.json.
   4. memory       peak GPU memory of one optimizer step at batch 16 with and without AMP, and batch 4
                   with 4 accumulation steps (the out-of-memory remedies).
 
-  --cpu-dry-run   every step on the CPU at tiny sizes (gloo instead of NCCL, AMP a no-op, no GPU
-                  readings): the suite runs it, so the script cannot rot between GPU sessions.
+  --cpu-dry-run   every step on the CPU at tiny sizes (two gloo processes instead of NCCL, AMP a no-op,
+                  no GPU readings, one epoch where the GPU run has two, throughput's (c) alone):
+                  the suite runs it, so the script cannot rot between GPU sessions.
   --text-model    the text encoder; where the offline default is not installed (a bare GPU image),
                   --random-text-init DIR builds one of DIR's architecture (config + tokenizer files,
                   no weights) with random weights: it costs what the trained one costs.
@@ -94,16 +96,17 @@ class GpuCheck:
 
     def amp_resume(self) -> dict:
         from mmsent.data.sample import SampleConfig, write_sample
+        from mmsent.training.precision import computes_bf16
 
         sample = self.out / "sample"
         if not (sample / "sample.json").is_file():
             size = SampleConfig(train_size=32, dev_size=10, test_size=10, seed=7) if self.dry else SampleConfig()
             write_sample(sample, size, progress=False)
-        dtypes = ["fp32 (CPU: AMP is a no-op)"] if self.dry else (["bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp16"])
+        dtypes = ["fp32 (CPU: AMP is a no-op)"] if self.dry else (["bf16", "fp16"] if computes_bf16(torch.device("cuda")) else ["fp16"])
         results = {}
         for dtype in dtypes:
             amp = [] if self.dry else ["--amp", "true", "--amp-dtype", dtype]
-            args = ["--data-dir", str(sample), "--epochs", "2", "--num-workers", "0" if self.dry else "4",
+            args = ["--data-dir", str(sample), "--epochs", "1" if self.dry else "2", "--num-workers", "0" if self.dry else "4",
                     *self.media, *self.common, *amp]  # fmt: skip
             name = dtype.split()[0]
             whole = self.out / f"amp-{name}-whole"
@@ -128,11 +131,16 @@ class GpuCheck:
         return results
 
     def torchrun(self) -> dict:
+        if self.gpus < 2:
+            return {"processes": self.gpus, "backend": "nccl", "skipped": "one GPU: torchrun would make a world of one, "
+                    "which runs no NCCL collective", "ok": True}  # fmt: skip
         sample = self.out / "sample"
         folder = self.out / "torchrun"
+        # With the media cache, as a job that decodes once runs: local rank 0 builds it, the others read it, and
+        # every rank serves the frozen video backbone's outputs from one store (identical frozen weights).
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(self.gpus),
                    "-m", "mmsent", "train", "--data-dir", str(sample), "--epochs", "1", "--num-workers", "0" if self.dry else "2",
-                   *self.media, *self.common, *run_folders(folder)]  # fmt: skip
+                   "--cache-dir", str(self.out / "torchrun-cache"), *self.media, *self.common, *run_folders(folder)]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True)
         metrics_file = folder / "model" / "metrics.json"
         validated = None
@@ -155,9 +163,10 @@ class GpuCheck:
         subset = str(min(self.clips, 8 if self.dry else 256))
         cache = self.out / "media-cache"
         runs = {f"decode every epoch, {w} workers": ["--num-workers", str(w), "--max-train-samples", subset]
-                for w in ((0,) if self.dry else (0, 4, 8))}  # fmt: skip
+                for w in (() if self.dry else (0, 4, 8))}  # fmt: skip
         workers = "0" if self.dry else "8"
-        runs["media cache"] = ["--num-workers", workers, "--cache-dir", str(cache), "--cache-embeddings", "false"]
+        if not self.dry:  # the dry run trains once, the run that builds the cache and serves frozen outputs from it
+            runs["media cache"] = ["--num-workers", workers, "--cache-dir", str(cache), "--cache-embeddings", "false"]
         runs["media cache + cached frozen outputs, text fine-tuned"] = ["--num-workers", workers, "--cache-dir", str(cache)]
         results = {}
         for name, extra in runs.items():
@@ -223,10 +232,12 @@ class GpuCheck:
             if isinstance(run, dict):
                 lines.append(f"| AMP {name}: resume after SIGTERM | best epoch {run['best_epoch']}, test emotion wF1 "
                              f"{run['test_emotion_weighted_f1']}, scaler {run['scaler_state']} | {run['ok']} |")  # fmt: skip
-        if "torchrun" in r:
+        if "torchrun" in r and "skipped" in r["torchrun"]:
+            lines.append(f"| torchrun ({r['torchrun']['backend']}) | skipped: {r['torchrun']['skipped']} | - |")
+        elif "torchrun" in r:
             t = r["torchrun"]
-            lines.append(f"| torchrun x{t['processes']} ({t['backend']}) | exit {t['exit']}, validation {t['validation_items']} "
-                         f"of {t['dev_rows']} items | {t['ok']} |")  # fmt: skip
+            lines.append(f"| torchrun x{t['processes']} ({t['backend']}), --cache-dir | exit {t['exit']}, validation "
+                         f"{t['validation_items']} of {t['dev_rows']} items | {t['ok']} |")  # fmt: skip
         for name, run in r.get("throughput", {}).get("runs", {}).items():
             lines.append(f"| {name} | {run['samples_per_second']} samples/s, GPU busy {run['gpu_busy_percent']}%, "
                          f"peak {run['peak_gpu_memory_mb']} MB | {run['exit'] == 0} |")  # fmt: skip

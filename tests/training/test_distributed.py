@@ -1,4 +1,5 @@
-"""torchrun with two gloo processes on CPU trains as one process does with the same global batch."""
+"""torchrun with two gloo processes on CPU trains as one process does with the same global batch, from a
+media cache with the frozen backbone's outputs served from one store."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ SETTINGS = ["--modalities", "video", "--dropout", "0", "--class-weights", "none"
             "--epochs", "2", "--num-frames", "2", "--frame-size", "32", "--num-workers", "0", "--log-every", "1"]  # fmt: skip
 
 
-def _run(command: list[str], data, out, batch_size: int) -> subprocess.CompletedProcess:
+def _run(command: list[str], data, out, batch_size: int, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")} | {"OMP_NUM_THREADS": "1"}
-    args = ["train", "--data-dir", str(data), *SETTINGS, "--batch-size", str(batch_size), *run_folders(out)]
+    args = ["train", "--data-dir", str(data), *SETTINGS, "--batch-size", str(batch_size), *run_folders(out), *extra]
     result = subprocess.run([*command, *args], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result
@@ -29,7 +30,11 @@ def _run(command: list[str], data, out, batch_size: int) -> subprocess.Completed
 def test_two_gloo_processes_end_with_the_metrics_of_one_process_with_the_same_global_batch(sample_dir, tmp_path):
     one = _run([sys.executable, "-m", "mmsent"], sample_dir, tmp_path / "one", batch_size=8)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "mmsent"]
-    two = _run(torchrun, sample_dir, tmp_path / "two", batch_size=4)
+    # With a media cache, the frozen video backbone runs once and every rank reads its outputs from one store:
+    # each rank must have built the same frozen weights, which the store is keyed by (else rank 1 looks
+    # for outputs rank 0 never wrote). The single process decodes and runs the backbone every batch.
+    two = _run(torchrun, sample_dir, tmp_path / "two", 4, "--cache-dir", str(tmp_path / "cache"))
+    assert two.stdout.count("computing the frozen video backbone's outputs") == 3  # once per split, by local rank 0
 
     assert "2 processes (DDP)" in two.stdout
     assert two.stdout.count("epoch=1;") == 1  # metric lines come from rank 0 alone

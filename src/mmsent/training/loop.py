@@ -152,7 +152,10 @@ def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Mo
     """Data, model, loss, optimizer, schedule, TensorBoard log and checkpointer for one run."""
     device = distributed.start(dist)
     say = print if dist.is_main else _silent
-    seed_everything(cfg.seed + dist.rank)  # rank 0 matches a single process; DDP copies rank 0's weights to all
+    # Every rank, on every machine, starts from the same seed, so all build the same weights: frozen backbones
+    # are never synchronised by DDP (which copies rank 0's trainable ones), and the frozen-output store is
+    # keyed by their weights, so a rank with other random ones would look for outputs no rank wrote.
+    seed_everything(cfg.seed)
     precision = choose_precision(cfg.amp, device, cfg.amp_dtype)
     say(f"device {device}, {precision.name}, {torch.get_num_threads()} torch threads"
         + (f", {dist.world_size} processes (DDP)" if dist.enabled else ""))  # fmt: skip
@@ -186,6 +189,8 @@ def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Mo
 
     # Model, loss, optimizer, schedule.
     model = MultimodalSentimentModel(model_cfg).to(device)
+    if dist.rank:  # then each rank its own stream (dropout, modality dropout); rank 0's is a single process's
+        seed_everything(cfg.seed + dist.rank)
     say(format_parameter_counts(parameter_counts(model)))
     if "video" in model_cfg.freeze and "video" in model_cfg.modalities and model_cfg.video_weights == "none":
         say("note: the video backbone is frozen with random weights: a fixed random feature extractor "
