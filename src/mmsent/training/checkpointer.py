@@ -107,7 +107,18 @@ class Checkpointer:
             raise TrainingError(f"{chosen}: {problem}") from None
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        self.scaler.load_state_dict(payload["scaler"])
+        if not load_scaler_state(self.scaler, payload["scaler"]) and self.scaler.is_enabled() and dist.is_main:
+            print(f"{chosen}: written without loss scaling (bf16, fp32 or the CPU); fp16's loss scale starts afresh")
         rng = payload["rng"]
         set_rng_state(rng[dist.rank] if dist.rank < len(rng) else rng[0])
         return LoopState(**payload["loop"]), payload["best_model"]
+
+
+def load_scaler_state(scaler: torch.amp.GradScaler, state: dict) -> bool:
+    """Load a saved GradScaler state; False where there was none to load: a run without loss scaling (bf16,
+    fp32, the CPU) saves a disabled scaler's empty state, which an fp16 scaler's load_state_dict refuses
+    ("The source state dict is empty"), so an fp16 run resumed from it starts its scale afresh."""
+    if not state:
+        return False
+    scaler.load_state_dict(state)
+    return True
