@@ -140,3 +140,14 @@ def test_every_trainable_parameter_gets_a_gradient():
     (logits["emotion"].sum() + logits["sentiment"].sum()).backward()
     unreached = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert unreached == []
+
+
+@pytest.mark.parametrize("frozen", ["text", "video"])
+def test_a_frozen_backbone_with_its_modality_absent_from_every_item_is_skipped(tiny_text_model, frozen):
+    # A model trained with --freeze text, asked about clips without a transcript (predict, serve, evaluate
+    # --absent text): the skipped backbone's stand-in features must be floats, as its projection's norm needs.
+    frozen_model = MultimodalSentimentModel(ModelConfig(text_model=str(tiny_text_model), freeze=(frozen,)), pretrained=False).eval()
+    batch = _batch() | {f"{frozen}_present": torch.zeros(3, dtype=torch.bool)}
+    with torch.no_grad():
+        logits = frozen_model(batch)
+    assert torch.isfinite(logits["emotion"]).all() and logits["emotion"].shape == (3, len(EMOTIONS))

@@ -115,8 +115,10 @@ def _present_only(encoder: nn.Module, inputs: list[torch.Tensor], present: torch
         chosen = present
     elif any(p.requires_grad for p in encoder.backbone.parameters()):
         chosen = torch.arange(len(present), device=present.device) == 0
-    else:  # a frozen backbone, nothing present: nothing to run
-        return inputs[0].new_zeros((len(present), _in_features(encoder.projection)))
+    else:  # a frozen backbone, nothing present: nothing to run. Float features, as the projection takes (not
+        # the input's dtype: text's input is token ids, whose integer zeros its projection's norm refuses)
+        projection = next(encoder.projection.parameters())
+        return projection.new_zeros((len(present), _in_features(encoder.projection)))
     computed = encoder.features(*(x[chosen] for x in inputs))
     features = computed.new_zeros((len(present), *computed.shape[1:]))
     features[chosen] = computed
