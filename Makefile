@@ -17,13 +17,18 @@ demo: $(STAMP)
 	rm -rf runs/demo  # a fresh run each time, not a resumption of the last one
 	$(BIN)/mmsent train --epochs 5 --run-name demo
 
-# The whole test suite, slow end-to-end tests included.
+# The whole test suite, slow end-to-end tests included, on two workers (pytest-xdist; a test file stays on one
+# worker, so its module fixtures are built once; files in the order tests/conftest.py gives, longest first):
+# its 20 slowest tests (where the time goes) and its wall time.
+PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 test: $(STAMP)
-	$(BIN)/python -m pytest --durations=20  # the 20 slowest tests: where the suite's time goes
+	@start=$$(date +%s); $(BIN)/python -m pytest $(PYTEST_WORKERS) --durations=20; status=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s wall time"; exit $$status
 
 # Everything but the slow end-to-end tests.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	@start=$$(date +%s); $(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not slow"; status=$$?; \
+	echo "make test-fast: $$(( $$(date +%s) - start )) s wall time"; exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py

@@ -1,10 +1,24 @@
-"""Shared fixtures: the real MELD CSVs from ../shared (skipped cleanly when absent) and a small sample."""
+"""Shared fixtures: the real MELD CSVs from ../shared (skipped cleanly when absent), a small sample, a tiny
+text encoder, a tiny trained model dir, a tiny Whisper. Each is built once per test session, also when
+pytest-xdist's workers share it (`built_once`)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+# `make test` runs two pytest-xdist workers on this 2-core machine: each worker's torch, and every process
+# a test starts from it (inheriting the variable), computes on one thread, so the two never fight over
+# the cores (OpenMP threads spinning against each other).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 from mmsent.data.sample import SampleConfig, write_sample
 
@@ -21,13 +35,56 @@ def meld_dir() -> Path:
     return SHARED_MELD
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder `name`, filled by `build(folder)` once per session: pytest-xdist's workers share the
+    session's base folder, so the first worker builds it under a lock and the others wait, then reuse it.
+    What is built here is read, never changed, by the tests."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-N/, above each worker's popen-gwN/
+    folder, done = root / name, root / f"{name}.complete"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
-    return write_sample(tmp_path_factory.mktemp("sample") / "meld", SMALL_SAMPLE, progress=False)
+    return built_once(tmp_path_factory, "sample", lambda folder: write_sample(folder, SMALL_SAMPLE, progress=False))
 
 
 # The smallest settings that still exercise every modality: for tests of what surrounds training.
 TINY_TRAINING = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--batch-size", "8", "--num-workers", "0"]
+
+# A real BERT (2 layers, 32 wide, random weights) with MiniLM's own tokenizer: the text encoder of the
+# tests that do not test the text encoder. A checkpoint of it and AdamW is ~12 MB, MiniLM's ~350 MB.
+TINY_TEXT_SIZE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory) -> Path:
+    """A folder that `--text-model` loads as it loads a hub model's: config, weights and tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from mmsent.pretrained import text_model_source
+
+    def build(folder: Path) -> None:
+        tokenizer = AutoTokenizer.from_pretrained(text_model_source("default"))
+        torch.manual_seed(0)
+        BertModel(BertConfig(vocab_size=tokenizer.vocab_size, **TINY_TEXT_SIZE), add_pooling_layer=False).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return built_once(tmp_path_factory, "tiny-text-model", build)
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_text_model) -> list[str]:
+    """TINY_TRAINING with the tiny text encoder."""
+    return [*TINY_TRAINING, "--text-model", str(tiny_text_model)]
 
 
 def run_folders(out: Path) -> list[str]:
@@ -37,15 +94,16 @@ def run_folders(out: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, sample_dir) -> Path:
-    """A model dir from a real, one-epoch `mmsent train` on the small sample."""
-    from tests.test_cli import mmsent
+def tiny_model_dir(tmp_path_factory, sample_dir, tiny) -> Path:
+    """A model dir from a real, one-epoch `mmsent train` on the small sample (tiny text encoder)."""
+    from tests.cli import mmsent
 
-    root = tmp_path_factory.mktemp("tiny-run")
-    result = mmsent("train", "--data-dir", str(sample_dir), "--epochs", "1", "--max-train-samples", "16", *TINY_TRAINING,
-                    *run_folders(root))  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "model"
+    def build(root: Path) -> None:
+        result = mmsent("train", "--data-dir", str(sample_dir), "--epochs", "1", "--max-train-samples", "16", *tiny,
+                        *run_folders(root))  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return built_once(tmp_path_factory, "tiny-run", build) / "model"
 
 
 def assert_same_run_results(got_run: Path, expected_run: Path, loss_tolerance: float) -> dict:
@@ -108,3 +166,16 @@ def tiny_whisper(tmp_path_factory) -> Path:
     model.save_pretrained(folder)
     WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(folder)
     return folder
+
+
+# The longest test files (`make test` lists the slowest tests): started first, one on each worker.
+LONGEST_FILES = ("test_gpu_check.py", "test_train_end_to_end.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest files first, then the other files with slow tests, then the rest; each file's tests in
+    their own order. pytest-xdist hands out whole files (`--dist loadfile --no-loadscope-reorder`) in this
+    order, so the long ones start at once and the short ones fill in around them, instead of a long file
+    starting last while the other worker has nothing left to do."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (item.path.name not in LONGEST_FILES, item.path not in slow_files))  # stable

@@ -1,4 +1,5 @@
-"""The real `mmsent` command, run as a user runs it, in a subprocess, on real files."""
+"""The real `mmsent` command, run as a user runs it, on real files: through main(argv) in this process,
+and in a process of its own where signals, children and the interpreter's own exit are tested."""
 
 from __future__ import annotations
 
@@ -10,23 +11,7 @@ from pathlib import Path
 
 import pytest
 
-
-def mmsent(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("SM_")} | (env or {})
-    # No timeout: on a busy 2-core machine a run is slow, not hung; CI's own limit catches a hang.
-    return subprocess.run([sys.executable, "-m", "mmsent", *args], capture_output=True, text=True,
-                          env=environment, cwd=cwd)  # fmt: skip
-
-
-def status_and_stderr(args: list[str], capsys) -> tuple[int, str]:
-    """`mmsent ARGS` in this process: its exit status (argparse's own errors included) and stderr."""
-    from mmsent.cli import main
-
-    try:
-        status = main(args)
-    except SystemExit as exit:  # argparse's own errors
-        status = exit.code
-    return status, capsys.readouterr().err
+from tests.cli import mmsent, mmsent_process
 
 
 def test_sample_then_data_check(tmp_path):
@@ -184,16 +169,20 @@ def test_ctrl_c_outside_training_exits_130_with_one_line(tmp_path):
     assert "Traceback" not in stderr and stderr.strip() == "mmsent: interrupted"
 
 
-def test_a_bug_shows_its_traceback_and_a_bad_csv_one_line(tmp_path, sample_dir):
+def test_a_bug_shows_its_traceback_and_a_bad_csv_one_line(tmp_path, sample_dir, monkeypatch):
     """Only the errors mmsent means (MmsentError) become one line with exit 2: a ValueError from deep
-    inside training (a bug, in mmsent or in torch) keeps its traceback and exits 1."""
-    script = ("import sys, mmsent.training.loop as loop\n"
-              "def broken(*args, **kwargs):\n    raise ValueError('a bug deep inside')\n"
-              "loop._train = broken\nfrom mmsent.cli import main\n"
-              f"sys.exit(main(['train', '--data-dir', {str(sample_dir)!r}, '--run-name', 'bug']))\n")  # fmt: skip
-    bug = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
-    assert bug.returncode == 1
-    assert "Traceback (most recent call last)" in bug.stderr and "ValueError: a bug deep inside" in bug.stderr
+    inside training (a bug, in mmsent or in torch) leaves main, so the interpreter prints its traceback
+    and exits 1."""
+    import mmsent.training.loop as loop
+    from mmsent.cli import main
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug deep inside")
+
+    monkeypatch.chdir(tmp_path)  # runs/bug goes here
+    monkeypatch.setattr(loop, "_train", broken)
+    with pytest.raises(ValueError, match="a bug deep inside"):
+        main(["train", "--data-dir", str(sample_dir), "--run-name", "bug", "--num-workers", "0"])
 
     bad = tmp_path / "bad" / "train_sent_emo.csv"
     bad.parent.mkdir()
@@ -206,5 +195,5 @@ def test_a_bug_shows_its_traceback_and_a_bad_csv_one_line(tmp_path, sample_dir):
 def test_version():
     from mmsent import __version__
 
-    result = mmsent("--version")
+    result = mmsent_process("--version")  # `python -m mmsent` itself: the interpreter's entry point
     assert result.returncode == 0 and result.stdout.strip() == f"mmsent {__version__}"

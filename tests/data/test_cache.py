@@ -101,7 +101,7 @@ def test_two_builds_of_one_folder_at_once_the_second_names_the_first(sample_dir,
     import sys
     import time
 
-    from tests.test_cli import mmsent
+    from tests.cli import mmsent
 
     folder = tmp_path / "c"
     args = ["cache", "--data-dir", str(sample_dir), "--cache-dir", str(folder), "--workers", "1"]
@@ -125,7 +125,7 @@ def test_a_build_that_ran_out_of_space_resumes_next_time(sample_dir, tmp_path):
     import subprocess
     import sys
 
-    from tests.test_cli import mmsent
+    from tests.cli import mmsent
 
     def small_files() -> None:  # the kernel refuses writes past 200 kB (EFBIG), as a full disk does (ENOSPC)
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
@@ -141,7 +141,7 @@ def test_a_build_that_ran_out_of_space_resumes_next_time(sample_dir, tmp_path):
 def test_a_cache_built_from_another_dataset_is_refused_unless_asked_to_rebuild(sample_dir, tmp_path):
     import shutil
 
-    from tests.test_cli import mmsent
+    from tests.cli import mmsent
 
     other = tmp_path / "other"
     shutil.copytree(sample_dir, other)

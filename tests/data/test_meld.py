@@ -146,7 +146,7 @@ def test_a_repeated_dialogue_and_utterance_id_names_both_lines(tmp_path):
     path = _write(tmp_path / "twice.csv", list(MELD_COLUMNS), [GOOD_ROW, ["2", "Next", "Ross", *GOOD_ROW[3:5], "0", "1", *GOOD_ROW[7:]], second])
     with pytest.raises(MeldFormatError, match=r"twice\.csv: rows at lines 2 and 4 are both Dialogue_ID 0, Utterance_ID 0"):
         read_meld_csv(path)
-    from tests.test_cli import mmsent
+    from tests.cli import mmsent
 
     (tmp_path / "flat").mkdir()
     path.rename(tmp_path / "flat" / "train_sent_emo.csv")
@@ -155,7 +155,7 @@ def test_a_repeated_dialogue_and_utterance_id_names_both_lines(tmp_path):
 
 
 def test_a_split_with_only_a_header_names_the_file_through_the_cli(tmp_path):
-    from tests.test_cli import mmsent
+    from tests.cli import mmsent
 
     folder = tmp_path / "flat"
     folder.mkdir()

@@ -14,7 +14,7 @@ from mmsent.errors import SettingsError
 from mmsent.inference.asr import Transcriber
 from mmsent.inference.predict import Predictor, Request
 from tests.inference.test_predict import _good_clips, _noise_clip
-from tests.test_cli import mmsent, status_and_stderr
+from tests.cli import mmsent, status_and_stderr
 
 
 @pytest.fixture(scope="module")

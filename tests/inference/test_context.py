@@ -16,17 +16,17 @@ from mmsent.inference.predict import Predictor
 from mmsent.model_dir import load_model_dir
 from mmsent.pretrained import load_tokenizer
 from tests.conftest import run_folders
-from tests.test_cli import mmsent
+from tests.cli import mmsent
 
 CONTEXT = TextConfig(max_tokens=64, context_past=2, context_future=1)
 
 
 @pytest.fixture(scope="module")
-def context_model_dir(tmp_path_factory, sample_dir):
+def context_model_dir(tmp_path_factory, sample_dir, tiny_text_model):
     root = tmp_path_factory.mktemp("context-run")
     result = mmsent("train", "--data-dir", str(sample_dir), "--modalities", "text", "--epochs", "1", "--max-train-samples", "16",
                     "--batch-size", "8", "--num-workers", "0", "--max-tokens", "64", "--context-past", "2",
-                    "--context-future", "1", *run_folders(root))  # fmt: skip
+                    "--context-future", "1", "--text-model", str(tiny_text_model), *run_folders(root))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "model"
 

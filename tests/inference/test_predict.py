@@ -12,7 +12,7 @@ import pytest
 from mmsent.data.sample import encode_clip
 from mmsent.inference.predict import Predictor, Request, plan_windows
 from mmsent.labels import EMOTIONS, SENTIMENTS
-from tests.test_cli import mmsent, status_and_stderr
+from tests.cli import mmsent, status_and_stderr
 
 
 def test_windows_plan():
@@ -139,3 +139,29 @@ def test_evaluate_without_a_modality(tiny_model_dir, sample_dir, tmp_path):
     assert json.loads((tmp_path / "without" / "report.json").read_text())["absent"] == ["text"]
     with pytest.raises(ModelDirError, match="no bogus input"):
         evaluate_model_dir(tiny_model_dir, split, tmp_path / "bogus", num_workers=0, absent=("bogus",))
+
+
+def test_a_model_with_its_text_encoder_frozen_answers_clips_without_a_transcript(tiny_text_model, sample_dir, tmp_path):
+    """--freeze text skips the text backbone where no item has text: predict a clip alone, and evaluate
+    with every transcript hidden (the handler that serve and an endpoint run is the Predictor's)."""
+    import torch
+
+    from mmsent.config import DataConfig, MediaConfig, ModelConfig
+    from mmsent.model.fusion import MultimodalSentimentModel
+    from mmsent.model_dir import save_model_dir
+    from mmsent.pretrained import load_tokenizer
+
+    model_cfg = ModelConfig(text_model=str(tiny_text_model), freeze=("text", "video"))
+    torch.manual_seed(0)
+    model = MultimodalSentimentModel(model_cfg)
+    data_cfg = DataConfig(media=MediaConfig(num_frames=2, frame_size=32, audio_seconds=2))
+    save_model_dir(tmp_path / "model", model, data_cfg, model_cfg, load_tokenizer(str(tiny_text_model)))
+    clip = _good_clips(sample_dir)[0]
+    predicted = mmsent("predict", "--model-dir", str(tmp_path / "model"), str(clip), "--json", "--num-workers", "0")
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    row = json.loads(predicted.stdout.splitlines()[0])
+    assert row["present"] == {"text": False, "audio": True, "video": True} and row["emotion"] in EMOTIONS
+    evaluated = mmsent("evaluate", "--model-dir", str(tmp_path / "model"), "--data-dir", str(sample_dir), "--split", "dev",
+                       "--absent", "text", "--num-workers", "0", "--out", str(tmp_path / "eval"))  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert json.loads((tmp_path / "eval" / "report.json").read_text())["absent"] == ["text"]

@@ -19,7 +19,7 @@ import pytest
 from mmsent.inference import handler
 from mmsent.labels import EMOTIONS
 from tests.inference.test_predict import _good_clips
-from tests.test_cli import status_and_stderr
+from tests.cli import status_and_stderr
 
 
 def _call(base: str, path: str, body: bytes | None = None, content_type: str | None = None, method: str | None = None,

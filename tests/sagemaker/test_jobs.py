@@ -25,7 +25,7 @@ def test_format_jobs_aligns_names_and_shows_when_there_are_none():
 
 def _archive(folder, tmp_path):
     archive = tmp_path / "model.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
         for path in sorted(folder.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
     return archive

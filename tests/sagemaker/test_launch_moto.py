@@ -18,7 +18,7 @@ from mmsent.sagemaker.package import ENTRY_POINT
 from mmsent.training.tracking import METRIC_DEFINITIONS
 
 from tests.sagemaker.conftest import BUCKET, ROLE
-from tests.test_cli import mmsent
+from tests.cli import mmsent
 
 
 def _keys(s3) -> list[str]:
@@ -47,7 +47,7 @@ def test_launch_uploads_sources_and_channels_and_creates_the_job(aws, sample_dir
     result = _launch(env, "--data-dir", str(sample_dir), "--job-name", "job-1", "--spot", "--tag", "team=nlp",
                      "--", "--epochs", "2", "--amp")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "channel train: 30 files uploaded, 0 unchanged" in result.stdout  # the CSV and 29 clips (one is missing)
+    assert "channel train: 31 files uploaded, 0 unchanged" in result.stdout  # the CSV, its media note and 29 clips (one is missing)
     assert "created training job job-1 (1 x ml.g5.xlarge, spot)" in result.stdout
 
     job = clients["sagemaker"].describe_training_job(TrainingJobName="job-1")
@@ -59,7 +59,7 @@ def test_launch_uploads_sources_and_channels_and_creates_the_job(aws, sample_dir
 
     keys = _keys(clients["s3"])
     data = f"mmsent/data/{sample_dir.name}"
-    for key in (f"{data}/train/train_sent_emo.csv", f"{data}/train/train_splits/dia0_utt0.mp4",
+    for key in (f"{data}/train/train_sent_emo.csv", f"{data}/train/mmsent-media.json", f"{data}/train/train_splits/dia0_utt0.mp4",
                 f"{data}/validation/dev_sent_emo.csv", f"{data}/validation/dev_splits_complete/dia0_utt0.mp4",
                 f"{data}/test/output_repeated_splits_test/dia0_utt0.mp4", "mmsent/job-1/source/sourcedir.tar.gz"):  # fmt: skip
         assert key in keys, key
@@ -73,7 +73,7 @@ def test_launch_uploads_sources_and_channels_and_creates_the_job(aws, sample_dir
 
     again = _launch(env, "--data-dir", str(sample_dir), "--job-name", "job-2", "--wait", "--poll-seconds", "0.1")
     assert again.returncode == 0, again.stderr
-    assert "channel train: 0 files uploaded, 30 unchanged" in again.stdout
+    assert "channel train: 0 files uploaded, 31 unchanged" in again.stdout
     assert "job-2: Completed" in again.stdout
 
 
@@ -151,7 +151,7 @@ def test_jobs_list_describe_and_pull_a_model_and_its_tensorboard_logs(aws, tiny_
     job = clients["sagemaker"].describe_training_job(TrainingJobName="pull-job")
     # What the service leaves behind: model.tar.gz of the model dir, and the synced TensorBoard folder.
     archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+    with tarfile.open(fileobj=archive, mode="w:gz", compresslevel=1) as tar:  # weights barely compress: level 1 is as small, faster
         for path in sorted(tiny_model_dir.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(tiny_model_dir)), recursive=False)
     artifact_bucket, _, artifact_key = job["ModelArtifacts"]["S3ModelArtifacts"][len("s3://"):].partition("/")
@@ -221,7 +221,7 @@ def test_a_bad_model_archive_is_refused_and_the_earlier_pull_stays_whole(aws, ti
     job = clients["sagemaker"].describe_training_job(TrainingJobName="bad-archive-job")
     bucket, _, key = job["ModelArtifacts"]["S3ModelArtifacts"][len("s3://"):].partition("/")
     good = io.BytesIO()
-    with tarfile.open(fileobj=good, mode="w:gz") as tar:
+    with tarfile.open(fileobj=good, mode="w:gz", compresslevel=1) as tar:
         for path in sorted(tiny_model_dir.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(tiny_model_dir)), recursive=False)
     clients["s3"].put_object(Bucket=bucket, Key=key, Body=good.getvalue())

@@ -9,17 +9,17 @@ from importlib import metadata
 import pytest
 
 from mmsent.training.checkpoint import CheckpointFolder
-from tests.conftest import TINY_TRAINING
-from tests.test_cli import mmsent
+from tests.cli import mmsent, mmsent_process
 
 
 @pytest.mark.slow
-def test_local_job_trains_through_the_toolkit_and_writes_what_the_service_would(sample_dir, tmp_path):
+def test_local_job_trains_through_the_toolkit_and_writes_what_the_service_would(sample_dir, tmp_path, tiny):
     base = tmp_path / "job"
     torch_before = metadata.version("torch")
-    result = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", str(base), "--job-name", "local-1",
-                    "--", "--epochs", "1", "--max-train-samples", "16", *TINY_TRAINING,
-                    "--cache-dir", str(tmp_path / "instance-disk" / "cache"))  # fmt: skip
+    # A process of its own: the toolkit and the job it starts write to the process's own stdout and stderr.
+    result = mmsent_process("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", str(base), "--job-name", "local-1",
+                            "--", "--epochs", "1", "--max-train-samples", "16", *tiny,
+                            "--cache-dir", str(tmp_path / "instance-disk" / "cache"))  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "local job local-1: Completed" in result.stdout
     # The toolkit pip-installs the job's requirements.txt into this Python: it must pin what is
@@ -50,8 +50,8 @@ def test_local_job_trains_through_the_toolkit_and_writes_what_the_service_would(
 def test_a_failing_job_reports_failure_with_its_reason(sample_dir, tmp_path):
     base = tmp_path / "job"
     # A relative --local-dir, as the README's default (runs/JOB) is: the toolkit gets it made absolute.
-    result = mmsent("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", "job",
-                    "--", "--epochs", "1", "--cache-dir", "/dev/null/cache", cwd=tmp_path)  # fmt: skip
+    result = mmsent_process("launch", "--local", "--data-dir", str(sample_dir), "--local-dir", "job",
+                            "--", "--epochs", "1", "--cache-dir", "/dev/null/cache", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1
     assert (base / "output" / "failure").is_file()
     assert "cannot write the media cache" in result.stdout + result.stderr

@@ -14,25 +14,25 @@ import torch
 
 from mmsent.training.checkpoint import CheckpointFolder
 from tests.conftest import assert_same_run_results, run_folders
-from tests.test_cli import mmsent
+from tests.cli import mmsent
 
 TINY = ["--num-frames", "2", "--frame-size", "32", "--audio-seconds", "2", "--batch-size", "4", "--num-workers", "0",
         "--log-every", "1", "--epochs", "2"]  # fmt: skip
 
 
-def _train_args(data, out) -> list[str]:
-    return ["train", "--data-dir", str(data), *TINY, *run_folders(out)]
+def _train_args(data, out, text_model) -> list[str]:
+    return ["train", "--data-dir", str(data), *TINY, "--text-model", str(text_model), *run_folders(out)]
 
 
 @pytest.mark.slow
-def test_sigterm_mid_epoch_saves_and_the_restarted_run_ends_as_an_uninterrupted_one(sample_dir, tmp_path):
+def test_sigterm_mid_epoch_saves_and_the_restarted_run_ends_as_an_uninterrupted_one(sample_dir, tmp_path, tiny_text_model):
     whole = tmp_path / "whole"
-    assert mmsent(*_train_args(sample_dir, whole)).returncode == 0
+    assert mmsent(*_train_args(sample_dir, whole, tiny_text_model)).returncode == 0
     shutil.rmtree(whole / "checkpoints")  # 0.7 GB that the comparison does not need
 
     cut = tmp_path / "cut"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
-    process = subprocess.Popen([sys.executable, "-m", "mmsent", *_train_args(sample_dir, cut)], stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-m", "mmsent", *_train_args(sample_dir, cut, tiny_text_model)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     for line in process.stdout:
         if line.startswith("epoch 1/2 train 3/8"):
@@ -45,7 +45,7 @@ def test_sigterm_mid_epoch_saves_and_the_restarted_run_ends_as_an_uninterrupted_
     assert len(saved) == 1 and saved[0].name.startswith("checkpoint-0001-000000")  # mid-epoch 1, after batch 3 or 4
     assert not (cut / "model" / "metrics.json").exists()
 
-    resumed = mmsent(*_train_args(sample_dir, cut))
+    resumed = mmsent(*_train_args(sample_dir, cut, tiny_text_model))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stdout and "batches done" in resumed.stdout
     # Same seed, same data order (seed + epoch), RNG states restored: on CPU the runs agree exactly;
@@ -53,9 +53,9 @@ def test_sigterm_mid_epoch_saves_and_the_restarted_run_ends_as_an_uninterrupted_
     assert_same_run_results(cut, whole, loss_tolerance=1e-5)
 
 
-def test_a_diverging_run_stops_after_k_non_finite_losses_with_a_checkpoint(sample_dir, tmp_path):
+def test_a_diverging_run_stops_after_k_non_finite_losses_with_a_checkpoint(sample_dir, tmp_path, tiny_text_model):
     # An absurd learning rate makes the weights overflow after the first steps: a real divergence.
-    result = mmsent(*_train_args(sample_dir, tmp_path), "--modalities", "audio", "--learning-rate", "1e30",
+    result = mmsent(*_train_args(sample_dir, tmp_path, tiny_text_model), "--modalities", "audio", "--learning-rate", "1e30",
                     "--grad-clip", "0", "--max-bad-steps", "3")  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
     assert "3 non-finite losses in a row" in result.stderr and "the last good state is in" in result.stderr
@@ -100,11 +100,11 @@ def _limit_file_size(limit: int):
     return apply
 
 
-def test_a_checkpoint_write_that_runs_out_of_space_fails_cleanly(sample_dir, tmp_path):
+def test_a_checkpoint_write_that_runs_out_of_space_fails_cleanly(sample_dir, tmp_path, tiny_text_model):
     # RLIMIT_FSIZE makes the kernel refuse writes past the limit (EFBIG), as a full disk refuses
     # them with ENOSPC: the audio-only model dir (~1 MB) fits, its checkpoint (~4 MB) does not.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
-    result = subprocess.run([sys.executable, "-m", "mmsent", *_train_args(sample_dir, tmp_path), "--modalities", "audio"],
+    result = subprocess.run([sys.executable, "-m", "mmsent", *_train_args(sample_dir, tmp_path, tiny_text_model), "--modalities", "audio"],
                             capture_output=True, text=True, env=env,
                             preexec_fn=_limit_file_size(2_500_000))  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
@@ -115,10 +115,10 @@ def test_a_checkpoint_write_that_runs_out_of_space_fails_cleanly(sample_dir, tmp
 
 
 @pytest.mark.slow
-def test_a_model_dir_that_cannot_be_written_keeps_the_epochs_checkpoint_and_the_same_command_finishes(sample_dir, tmp_path):
+def test_a_model_dir_that_cannot_be_written_keeps_the_epochs_checkpoint_and_the_same_command_finishes(sample_dir, tmp_path, tiny_text_model):
     # The frozen R3D-18 makes model.pth (every weight, ~130 MB) far larger than a checkpoint (trainable
     # weights only, ~5 MB): a 50 MB file-size limit lets the checkpoint land and refuses the model dir.
-    args = [*_train_args(sample_dir, tmp_path), "--modalities", "audio,video", "--epochs", "1"]
+    args = [*_train_args(sample_dir, tmp_path, tiny_text_model), "--modalities", "audio,video", "--epochs", "1"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     failed = subprocess.run([sys.executable, "-m", "mmsent", *args], capture_output=True, text=True, env=env,
                             preexec_fn=_limit_file_size(50_000_000))  # fmt: skip
@@ -134,8 +134,8 @@ def test_a_model_dir_that_cannot_be_written_keeps_the_epochs_checkpoint_and_the_
     assert (tmp_path / "model" / "metrics.json").is_file()
 
 
-def test_checkpoints_every_n_steps_and_resume_false_sets_old_ones_aside(sample_dir, tmp_path):
-    args = [*_train_args(sample_dir, tmp_path), "--modalities", "audio", "--checkpoint-every-steps", "3", "--keep-checkpoints", "10"]
+def test_checkpoints_every_n_steps_and_resume_false_sets_old_ones_aside(sample_dir, tmp_path, tiny_text_model):
+    args = [*_train_args(sample_dir, tmp_path, tiny_text_model), "--modalities", "audio", "--checkpoint-every-steps", "3", "--keep-checkpoints", "10"]
     first = mmsent(*args)
     assert first.returncode == 0, first.stderr[-2000:]
     names = [p.name for p in CheckpointFolder(tmp_path / "checkpoints", keep=10).checkpoints()]
@@ -157,25 +157,25 @@ def test_checkpoints_every_n_steps_and_resume_false_sets_old_ones_aside(sample_d
     ("--tensorboard-dir", "cannot hold the TensorBoard logs (File exists)"),
     ("--cache-dir", "cannot write the media cache (File exists)"),
 ])  # fmt: skip
-def test_a_file_where_a_folder_should_be_is_a_clear_error_before_training(sample_dir, tmp_path, option, message):
+def test_a_file_where_a_folder_should_be_is_a_clear_error_before_training(sample_dir, tmp_path, option, message, tiny_text_model):
     (tmp_path / "in-the-way").write_text("a file")
-    result = mmsent(*_train_args(sample_dir, tmp_path), "--modalities", "audio", option, str(tmp_path / "in-the-way"))
+    result = mmsent(*_train_args(sample_dir, tmp_path, tiny_text_model), "--modalities", "audio", option, str(tmp_path / "in-the-way"))
     assert result.returncode == 2 and message in result.stderr
     assert "epoch 1/2 train" not in result.stdout and (tmp_path / "in-the-way").read_text() == "a file"
 
 
 @pytest.mark.slow
-def test_a_run_killed_without_sigterm_resumes_from_its_time_based_checkpoint_and_ends_as_an_uninterrupted_one(sample_dir, tmp_path):
+def test_a_run_killed_without_sigterm_resumes_from_its_time_based_checkpoint_and_ends_as_an_uninterrupted_one(sample_dir, tmp_path, tiny_text_model):
     # Inside a SageMaker image the stop signal may never reach the script: SIGKILL stands for that.
     # A tiny interval makes every optimizer step "due", so the newest checkpoint is mid-epoch.
     args = ["--modalities", "audio", "--keep-checkpoints", "20"]
     whole = tmp_path / "whole"
-    assert mmsent(*_train_args(sample_dir, whole), *args).returncode == 0
+    assert mmsent(*_train_args(sample_dir, whole, tiny_text_model), *args).returncode == 0
     _, payload = CheckpointFolder(whole / "checkpoints", keep=20).newest_valid()
     assert payload["configs"]["train"]["checkpoint_every_minutes"] == 0.0  # off outside a SageMaker job
 
     cut = tmp_path / "cut"
-    timed = [*_train_args(sample_dir, cut), *args, "--checkpoint-every-minutes", "0.00001"]
+    timed = [*_train_args(sample_dir, cut, tiny_text_model), *args, "--checkpoint-every-minutes", "0.00001"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     process = subprocess.Popen([sys.executable, "-m", "mmsent", *timed], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env)  # fmt: skip
@@ -195,9 +195,9 @@ def test_a_run_killed_without_sigterm_resumes_from_its_time_based_checkpoint_and
     assert_same_run_results(cut, whole, loss_tolerance=1e-5)
 
 
-def test_checkpoint_every_minutes_must_be_finite_and_not_negative(sample_dir, tmp_path):
+def test_checkpoint_every_minutes_must_be_finite_and_not_negative(sample_dir, tmp_path, tiny_text_model):
     for value in ("-1", "nan", "inf"):
-        result = mmsent(*_train_args(sample_dir, tmp_path), "--checkpoint-every-minutes", value)
+        result = mmsent(*_train_args(sample_dir, tmp_path, tiny_text_model), "--checkpoint-every-minutes", value)
         assert result.returncode == 2 and "checkpoint_every_minutes must be a finite number" in result.stderr, value
 
 
@@ -222,19 +222,19 @@ def test_an_epoch_whose_every_step_was_skipped_fails_instead_of_saving_an_untrai
 
 
 @pytest.mark.parametrize("setting", ["--weight-decay", "--learning-rate", "--sentiment-loss-weight", "--dropout"])
-def test_a_non_finite_setting_is_refused_before_training(sample_dir, tmp_path, setting):
+def test_a_non_finite_setting_is_refused_before_training(sample_dir, tmp_path, setting, tiny_text_model):
     for value in ("nan", "inf"):
-        result = mmsent(*_train_args(sample_dir, tmp_path), setting, value)
+        result = mmsent(*_train_args(sample_dir, tmp_path, tiny_text_model), setting, value)
         name = setting[2:].replace("-", "_")
         assert result.returncode == 2 and f"{name} must be a finite number, got {value}" in result.stderr, result.stderr[-500:]
         assert "epoch 1/2 train" not in result.stdout
 
 
 @pytest.mark.slow
-def test_two_runs_on_one_run_folder_the_second_stops_naming_the_first(sample_dir, tmp_path):
+def test_two_runs_on_one_run_folder_the_second_stops_naming_the_first(sample_dir, tmp_path, tiny_text_model):
     import time
 
-    args = [*_train_args(sample_dir, tmp_path), "--modalities", "audio"]
+    args = [*_train_args(sample_dir, tmp_path, tiny_text_model), "--modalities", "audio"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     first = subprocess.Popen([sys.executable, "-m", "mmsent", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=env)  # fmt: skip
@@ -264,7 +264,7 @@ def test_resuming_on_other_data_is_refused_naming_the_split(sample_dir, tmp_path
     assert "training already ended" not in again.stdout
 
 
-def test_csvs_without_clips_train_text_only_saying_so(sample_dir, tmp_path):
+def test_csvs_without_clips_train_text_only_saying_so(sample_dir, tmp_path, tiny_text_model):
     import json
     import shutil
 
@@ -273,7 +273,7 @@ def test_csvs_without_clips_train_text_only_saying_so(sample_dir, tmp_path):
         (data / split).mkdir(parents=True)
         shutil.copy(sample_dir / split / name, data / split / name)
     result = mmsent("train", "--data-dir", str(data), "--epochs", "1", "--max-train-samples", "8", "--batch-size", "8",
-                    "--num-workers", "0", "--log-every", "1", *run_folders(tmp_path / "run"))  # fmt: skip
+                    "--num-workers", "0", "--log-every", "1", "--text-model", str(tiny_text_model), *run_folders(tmp_path / "run"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "the data has no clips (CSVs only): training text-only" in result.stderr
     assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["model"]["modalities"] == ["text"]
