@@ -165,3 +165,17 @@ def test_a_model_with_its_text_encoder_frozen_answers_clips_without_a_transcript
                        "--absent", "text", "--num-workers", "0", "--out", str(tmp_path / "eval"))  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert json.loads((tmp_path / "eval" / "report.json").read_text())["absent"] == ["text"]
+
+
+def test_predict_out_where_no_file_can_be_written_is_refused_before_any_work(tiny_model_dir, sample_dir, tmp_path):
+    clip = str(_good_clips(sample_dir)[0])
+    (tmp_path / "a-file").write_text("in the way")
+    for out, problem in ((tmp_path / "missing" / "p.csv", "cannot write a file in"), (tmp_path / "a-file" / "p.csv", "cannot write a file in"),
+                         (tmp_path, "the file name must end in")):  # fmt: skip
+        refused = mmsent("predict", "--model-dir", str(tiny_model_dir), clip, "--out", str(out), "--num-workers", "0")
+        assert refused.returncode == 2 and problem in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+        assert refused.stdout == ""  # refused before any prediction was made
+    folder = tmp_path / "p.csv"
+    folder.mkdir()
+    refused = mmsent("predict", "--model-dir", str(tiny_model_dir), clip, "--out", str(folder), "--num-workers", "0")
+    assert refused.returncode == 2 and "is a folder" in refused.stderr

@@ -144,3 +144,15 @@ def test_the_handler_contract_in_process(tiny_model_dir, sample_dir):
 def test_bad_serve_settings_are_named(tiny_model_dir, capsys, args, message):
     status, stderr = status_and_stderr(["serve", "--model-dir", str(tiny_model_dir), *args], capsys)
     assert status == 2 and message in stderr
+
+
+def test_a_port_in_use_is_one_line_naming_it(tiny_model_dir):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, stderr = status_and_stderr(["serve", "--model-dir", str(tiny_model_dir), "--port", str(port)])
+    assert status == 2 and "Traceback" not in stderr
+    assert stderr.strip() == f"mmsent: error: cannot listen on 127.0.0.1:{port}: Address already in use"

@@ -98,6 +98,8 @@ def _run_predict(args: argparse.Namespace, env: Environment) -> int:
         return error(f"--out {args.out}: the file name must end in {' or '.join(OUTPUT_SUFFIXES)}")
     if args.windows is not None and args.csv is not None and args.clips_dir is None:
         return error("--windows needs clips: give --clips-dir with --csv")
+    if args.out is not None and (problem := _unwritable(args.out)):  # before the work, not after it
+        return error(f"--out {args.out}: {problem}")
     requests = _requests(args)
     predictor = Predictor(args.model_dir, batch_size=args.batch_size, workers=args.num_workers, asr_model=args.asr_model)
     predictions = predictor.predict(requests, every=args.windows, progress=None)
@@ -144,6 +146,22 @@ def metrics_text(predictions) -> str:
         predicted = np.array([names.index(getattr(p, task)) for p in predictions])
         lines.append(format_head_metrics(task, head_metrics(task, targets, predicted)))
     return "\n".join(lines)
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why a file cannot be written at `path` (its folder missing, not a folder, not writable), or None;
+    proven by creating and removing a temporary file there, as the atomic write will."""
+    import tempfile
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return "is a folder"
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}."):
+            pass
+    except OSError as problem:
+        return f"cannot write a file in {folder} ({problem.strerror or problem})"
+    return None
 
 
 def write_predictions(path: Path, predictions) -> None:

@@ -99,8 +99,12 @@ def serve(model: Predictor, cfg: ServeConfig, ready=print) -> None:
 
     app = InvocationsApp(model, cfg)
     # waitress's own cap stops reading a body far past the limit; the app answers 413 in JSON below it.
-    server = create_server(app, host=cfg.host, port=cfg.port, threads=cfg.threads,
-                           max_request_body_size=cfg.max_body_bytes * 2, clear_untrusted_proxy_headers=True)  # fmt: skip
+    try:
+        server = create_server(app, host=cfg.host, port=cfg.port, threads=cfg.threads,
+                               max_request_body_size=cfg.max_body_bytes * 2, clear_untrusted_proxy_headers=True)  # fmt: skip
+    except OSError as problem:  # a port in use or not ours to take, a host that is not this machine's
+        app.pool.shutdown(wait=False)
+        raise SettingsError(f"cannot listen on {cfg.host}:{cfg.port}: {problem.strerror or problem}") from None
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
