@@ -85,6 +85,7 @@ def test_deploy_list_invoke_delete(aws, tiny_model_dir, sample_dir):  # noqa: F8
     assert clients["sagemaker"].list_endpoints()["Endpoints"] == []
 
 
+@pytest.mark.slow  # a 130 MB archive packed, then loaded by a fresh interpreter
 def test_the_packed_archive_answers_from_its_own_code(tiny_model_dir, sample_dir, tmp_path):
     from mmsent.sagemaker.deploy import build_model_archive
 
@@ -116,6 +117,7 @@ def test_the_packed_archive_answers_from_its_own_code(tiny_model_dir, sample_dir
     assert result.stdout.strip() in EMOTIONS
 
 
+@pytest.mark.slow  # a 130 MB archive packed, then loaded by a fresh interpreter
 def test_an_archive_with_an_asr_model_transcribes_clips_sent_without_text(tiny_model_dir, tiny_whisper, sample_dir, tmp_path):
     from mmsent.sagemaker.deploy import build_model_archive
 

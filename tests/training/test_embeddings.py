@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import assert_same_run_results, run_folders
 from tests.cli import mmsent
 
@@ -16,6 +18,7 @@ def _train(data, out, cache, text_model, *extra):
     return result
 
 
+@pytest.mark.slow  # three real trainings
 def test_cached_frozen_outputs_give_the_metrics_of_running_the_backbones(sample_dir, tmp_path, tiny_text_model):
     cache = tmp_path / "cache"
     plain = _train(sample_dir, tmp_path / "plain", cache, tiny_text_model, "--cache-embeddings", "false")
