@@ -59,7 +59,7 @@ def mmsent_process(*args: str, env: dict[str, str] | None = None, cwd: Path | No
                           env=_environment(env), cwd=cwd, **options)  # fmt: skip
 
 
-def status_and_stderr(args: list[str], _capsys=None) -> tuple[int, str]:
+def status_and_stderr(args: list[str]) -> tuple[int, str]:
     """`mmsent ARGS` in this process: its exit status (argparse's own errors included) and stderr."""
     result = mmsent(*args)
     return result.returncode, result.stderr

@@ -39,6 +39,13 @@ def exclusive_lock(path: Path):
         yield
 
 
+def prove_writable(folder: Path) -> None:
+    """Create and remove a temporary file in `folder`: OSError (missing, not a folder, read-only, full) where
+    nothing can be written there, before the work whose result would be written there."""
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
 def write_json_atomic(path: Path, value) -> None:
     write_atomic(Path(path), lambda p: Path(p).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8"))
 

@@ -63,13 +63,13 @@ def test_predict_command_with_asr_model(tiny_model_dir, tiny_whisper, sample_dir
     assert table.returncode == 0 and "text(asr),audio,video" in table.stdout
 
 
-def test_bad_asr_models_are_named(tiny_model_dir, tmp_path, capsys):
+def test_bad_asr_models_are_named(tiny_model_dir, tmp_path):
     status, stderr = status_and_stderr(["predict", "--model-dir", str(tiny_model_dir), "--text", "hi",
-                                        "--asr-model", str(tmp_path / "no-such-model")], capsys)  # fmt: skip
+                                        "--asr-model", str(tmp_path / "no-such-model")])  # fmt: skip
     assert status == 2 and f"--asr-model {tmp_path / 'no-such-model'}: no such folder" in stderr
     assert len(stderr.strip().splitlines()) == 1
     status, stderr = status_and_stderr(["serve", "--model-dir", str(tiny_model_dir), "--port", "0",
-                                        "--asr-model", str(tmp_path / "no-such-model")], capsys)  # fmt: skip
+                                        "--asr-model", str(tmp_path / "no-such-model")])  # fmt: skip
     assert status == 2 and "no such folder" in stderr  # refused before serving anything
     with pytest.raises(SettingsError, match="--asr-model .*cannot load a speech-recognition model"):
         Predictor(tiny_model_dir, asr_model=str(tiny_model_dir))  # a folder, but no speech-recognition model in it

@@ -114,8 +114,8 @@ def test_predict_command_table_json_csv_and_metrics(tiny_model_dir, sample_dir, 
     ([], "nothing to classify"),
     (["--clips-dir", ".", "x.mp4"], "--clips-dir goes with --csv"),
 ])  # fmt: skip
-def test_bad_predict_arguments_are_named(tiny_model_dir, capsys, args, message):
-    status, stderr = status_and_stderr(["predict", "--model-dir", str(tiny_model_dir), *args], capsys)
+def test_bad_predict_arguments_are_named(tiny_model_dir, args, message):
+    status, stderr = status_and_stderr(["predict", "--model-dir", str(tiny_model_dir), *args])
     assert status == 2 and message in stderr
 
 

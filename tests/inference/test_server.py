@@ -141,8 +141,8 @@ def test_the_handler_contract_in_process(tiny_model_dir, sample_dir):
     (["--timeout", "0"], "expected a positive number"),
     (["--threads", "0"], "expected a positive integer"),
 ])  # fmt: skip
-def test_bad_serve_settings_are_named(tiny_model_dir, capsys, args, message):
-    status, stderr = status_and_stderr(["serve", "--model-dir", str(tiny_model_dir), *args], capsys)
+def test_bad_serve_settings_are_named(tiny_model_dir, args, message):
+    status, stderr = status_and_stderr(["serve", "--model-dir", str(tiny_model_dir), *args])
     assert status == 2 and message in stderr
 
 

@@ -149,18 +149,15 @@ def metrics_text(predictions) -> str:
 
 
 def _unwritable(path: Path) -> str | None:
-    """Why a file cannot be written at `path` (its folder missing, not a folder, not writable), or None;
-    proven by creating and removing a temporary file there, as the atomic write will."""
-    import tempfile
+    """Why no file can be written at `path` (its folder missing, not a folder, not writable), or None."""
+    from mmsent.files import prove_writable
 
-    folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         return "is a folder"
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}."):
-            pass
+        prove_writable(path.parent)
     except OSError as problem:
-        return f"cannot write a file in {folder} ({problem.strerror or problem})"
+        return f"cannot write a file in {path.parent} ({problem.strerror or problem})"
     return None
 
 

@@ -8,10 +8,9 @@ lock beside it (`.NAME.lock`, not inside: the model dir is what SageMaker packs 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from pathlib import Path
 
-from mmsent.files import LockHeld, exclusive_lock
+from mmsent.files import LockHeld, exclusive_lock, prove_writable
 from mmsent.errors import MmsentError
 
 
@@ -25,8 +24,7 @@ def hold_run_folders(folders: dict[str, Path], held: tuple[str, ...]) -> context
     for what, folder in folders.items():
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
+            prove_writable(folder)
         except OSError as error:
             raise RunFolderError(f"{folder}: cannot hold the {what} ({error.strerror or error})") from None
     stack = contextlib.ExitStack()
