@@ -87,6 +87,42 @@ def tiny(tiny_text_model) -> list[str]:
     return [*TINY_TRAINING, "--text-model", str(tiny_text_model)]
 
 
+# Transformers audio and video encoders as the tests build them: two families each, a few thousand
+# random weights, with their processors saved beside them as a hub checkpoint has them. The video
+# models take 2 frames of 32 px (the TINY_TRAINING decode), the speech models 16 kHz audio.
+TINY_ENCODER_SIZE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+TINY_SPEECH_CONV = {"conv_dim": (32, 32, 32), "conv_stride": (5, 4, 4), "conv_kernel": (10, 8, 8),
+                    "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2}  # fmt: skip
+
+
+def _build_encoder(kind: str, folder: Path) -> None:
+    import torch
+    import transformers as t
+
+    torch.manual_seed(0)
+    if kind in ("wav2vec2", "hubert"):
+        config_class, model_class = {"wav2vec2": (t.Wav2Vec2Config, t.Wav2Vec2Model), "hubert": (t.HubertConfig, t.HubertModel)}[kind]
+        # wav2vec2 here as large-lv60 is: layer-norm feature encoder, attention mask, normalised input;
+        # HuBERT as wav2vec2-base is: group norm, zero-padded batches without a mask, raw input.
+        layer_norm = {"feat_extract_norm": "layer", "do_stable_layer_norm": True} if kind == "wav2vec2" else {}
+        model_class(config_class(**TINY_ENCODER_SIZE, **TINY_SPEECH_CONV, **layer_norm)).save_pretrained(folder)
+        t.Wav2Vec2FeatureExtractor(do_normalize=kind == "wav2vec2", return_attention_mask=kind == "wav2vec2").save_pretrained(folder)
+    else:
+        config_class, model_class = {"videomae": (t.VideoMAEConfig, t.VideoMAEModel),
+                                     "timesformer": (t.TimesformerConfig, t.TimesformerModel)}[kind]  # fmt: skip
+        model_class(config_class(image_size=32, num_frames=2, patch_size=16, **TINY_ENCODER_SIZE)).save_pretrained(folder)
+        t.VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                 image_mean=[0.45, 0.45, 0.45], image_std=[0.225, 0.225, 0.225]).save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders(tmp_path_factory) -> dict[str, Path]:
+    """Folders that --audio-model (wav2vec2, hubert) and --video-model (videomae, timesformer) load as hub models."""
+    kinds = ("wav2vec2", "hubert", "videomae", "timesformer")
+    return {kind: built_once(tmp_path_factory, f"tiny-{kind}", lambda folder, kind=kind: _build_encoder(kind, folder))
+            for kind in kinds}  # fmt: skip
+
+
 def run_folders(out: Path) -> list[str]:
     """`mmsent train`'s four output folders, as options: out/model, tensorboard, output, checkpoints."""
     return ["--model-dir", str(out / "model"), "--tensorboard-dir", str(out / "tensorboard"),

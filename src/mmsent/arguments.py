@@ -59,7 +59,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
-        hint = hints[field.name]
+        hint = _without_none(hints[field.name])
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         option = "--" + field.name.replace("_", "-")
         help_text = f"{helps[field.name]} (default: {_show(default)})"
@@ -71,9 +71,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         elif hint in (tuple[int, ...],):
             kwargs |= {"type": parse_ints, "metavar": "N,N"}
         else:
-            base = _without_none(hint)
-            kwargs["type"] = _number(base) if base in (int, float) else base
-            kwargs["metavar"] = base.__name__.upper()
+            kwargs["type"] = _number(hint) if hint in (int, float) else hint
+            kwargs["metavar"] = hint.__name__.upper()
         parser.add_argument(option, **kwargs)
 
 
@@ -94,6 +93,8 @@ def _without_none(hint):
 
 
 def _show(value) -> str:
+    if value is None:
+        return "unset"
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value) or "none"
     return str(value)

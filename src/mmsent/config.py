@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from mmsent.errors import SettingsError
 
 MODALITIES: tuple[str, ...] = ("text", "audio", "video")
+AUDIO_INPUTS: tuple[str, ...] = ("log_mel", "waveform")
 
 
 def setting(default=dataclasses.MISSING, help: str = "", *, factory=dataclasses.MISSING):
@@ -93,14 +94,20 @@ class DataConfig:
     text: TextConfig = field(default_factory=TextConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     modalities: tuple[str, ...] = setting(MODALITIES, "any subset; text-only needs no clips at all")
+    audio_input: str = setting("log_mel", "log_mel (the audio CNN's) | waveform (a speech encoder's): ModelConfig.audio_input")
 
     def __post_init__(self) -> None:
         require_modalities("modalities", self.modalities)
+        if self.audio_input not in AUDIO_INPUTS:
+            raise SettingsError(f"audio_input must be one of {', '.join(AUDIO_INPUTS)}, got {self.audio_input!r}")
 
 
 # Backbones that can be frozen: they start from pretrained weights (or, for video, act as a fixed
-# feature extractor). The audio CNN always starts random, so it always trains.
-FREEZABLE: tuple[str, ...] = ("text", "video")
+# feature extractor). The audio CNN always starts random, so it always trains; an --audio-model can be frozen.
+FREEZABLE: tuple[str, ...] = ("text", "video", "audio")
+AUDIO_CNN = "cnn"  # ModelConfig.audio_model: the small CNN over the log-mel, trained from scratch
+VIDEO_R3D = "r3d18"  # ModelConfig.video_model: torchvision's R3D-18, weights from video_weights
+KINETICS = "kinetics400"  # ModelConfig.video_weights: torchvision's Kinetics-400 R3D-18 weights
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,16 @@ class ModelConfig:
     modalities: tuple[str, ...] = setting(MODALITIES, "encoders built; the others are left out entirely")
     text_model: str = setting("default", "'default' is the offline all-MiniLM-L6-v2; a folder, or 'bert-base-uncased' where "
                                          "the hub is reachable")
-    video_weights: str = setting("none", "none | kinetics400 (downloads through torchvision) | PATH to a state dict")
-    freeze: tuple[str, ...] = setting(("video",), "frozen backbones; their projections still train")
+    video_weights: str = setting("none", "R3D-18's weights: none (random) | kinetics400 (downloads through torchvision; "
+                                         "the default in a SageMaker job) | PATH to a state dict")
+    audio_model: str = setting(AUDIO_CNN, f"{AUDIO_CNN} (a small CNN over the log-mel, trained from scratch) | a transformers "
+                                          "speech encoder's name or folder (wav2vec 2.0, HuBERT, WavLM, data2vec-audio) over "
+                                          "the 16 kHz waveform, mean-pooled")
+    video_model: str = setting(VIDEO_R3D, f"{VIDEO_R3D} (torchvision's R3D-18, --video-weights) | a transformers video "
+                                          "encoder's name or folder (VideoMAE, TimeSformer): its config and image processor "
+                                          "set the frames, size and normalisation")
+    freeze: tuple[str, ...] | None = setting(None, "frozen backbones; their projections still train. Unset: video, and "
+                                                   "audio with an --audio-model (text fine-tunes)")
     embed_dim: int = setting(128, "each modality's embedding; lower it to shrink the fusion layers")
     fusion_dim: int = setting(256, "width of the fusion layer")
     audio_channels: tuple[int, ...] = setting((16, 32, 64, 128), "conv widths of the audio CNN, one block each")
@@ -122,16 +137,26 @@ class ModelConfig:
     def __post_init__(self) -> None:
         require_finite(self)
         DataConfig(modalities=self.modalities)  # the same modality check, one message
+        if self.freeze is None:  # resolved here, so configs saved and compared always hold the list itself
+            object.__setattr__(self, "freeze", ("video",) + (() if self.audio_model == AUDIO_CNN else ("audio",)))
         bad = sorted(set(self.freeze) - set(FREEZABLE))
         if bad:
-            raise SettingsError(
-                f"cannot freeze {','.join(bad)}: only pretrained backbones can be frozen ({','.join(FREEZABLE)}); "
-                "the audio CNN starts random and always trains"
-            )
+            raise SettingsError(f"cannot freeze {','.join(bad)}: only {','.join(FREEZABLE)} have backbones to freeze")
+        if "audio" in self.freeze and self.audio_model == AUDIO_CNN:
+            raise SettingsError("cannot freeze audio: the audio CNN starts random and always trains (an --audio-model "
+                                "can be frozen)")
         if not 0.0 <= self.dropout < 1.0:
             raise SettingsError(f"dropout must lie in [0, 1), got {self.dropout}")
-        if self.embed_dim < 1 or self.fusion_dim < 1 or not self.audio_channels:
-            raise SettingsError("embed_dim, fusion_dim and audio_channels must be positive")
+        if self.embed_dim < 1 or self.fusion_dim < 1:
+            raise SettingsError(f"embed_dim and fusion_dim must be positive, got {self.embed_dim} and {self.fusion_dim}")
+        if not self.audio_channels or min(self.audio_channels) < 1:
+            raise SettingsError(f"audio_channels must be one or more positive widths, got "
+                                f"{','.join(map(str, self.audio_channels)) or 'none'}")
+
+    @property
+    def audio_input(self) -> str:
+        """What the audio encoder reads: the log-mel (the CNN) or the waveform (a speech encoder)."""
+        return "log_mel" if self.audio_model == AUDIO_CNN else "waveform"
 
 
 SCHEDULERS: tuple[str, ...] = ("cosine", "linear", "plateau", "constant")
@@ -223,12 +248,13 @@ def data_config_from_dict(values: dict) -> DataConfig:
         text=TextConfig(**text),
         media=MediaConfig(**values["media"]),
         modalities=tuple(values["modalities"]),
+        audio_input=values.get("audio_input", "log_mel"),  # older model dirs: the CNN's log-mel
     )
 
 
 # Model settings added after model dirs and checkpoints were first written, with the value that an older
 # one (which lacks the key) was trained with, whatever today's default.
-MODEL_SETTINGS_ADDED: dict[str, object] = {"feature_norm": False}
+MODEL_SETTINGS_ADDED: dict[str, object] = {"feature_norm": False, "audio_model": AUDIO_CNN, "video_model": VIDEO_R3D}
 
 
 def model_config_from_dict(values: dict) -> ModelConfig:

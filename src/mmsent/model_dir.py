@@ -4,6 +4,7 @@
     config.json     ModelConfig + DataConfig: rebuilds the model and its preprocessing; TrainConfig: how it was trained
     labels.json     the label maps, index order = the heads' output order
     text/           the text encoder's architecture config and tokenizer (weights are in model.pth)
+    audio/, video/  likewise, for a transformers speech or video encoder: its config and processor
 Training adds metrics.json, the figures and README.md (a model card: training/model_card.py) beside these.
 """
 
@@ -17,16 +18,19 @@ from pathlib import Path
 import torch
 
 from mmsent import __version__
-from mmsent.config import DataConfig, ModelConfig, data_config_from_dict, model_config_from_dict
+from mmsent.config import AUDIO_CNN, VIDEO_R3D, DataConfig, ModelConfig, data_config_from_dict, model_config_from_dict
 from mmsent.files import write_atomic, write_json_atomic
 from mmsent.labels import label_maps
 from mmsent.errors import MmsentError
+from mmsent.pretrained import save_processor
 
 FORMAT_VERSION = 2  # 2: text has a presence mask like video and audio (a fusion input more)
 WEIGHTS = "model.pth"
 CONFIG = "config.json"
 LABELS = "labels.json"
 TEXT = "text"
+ENCODER_FOLDERS = {"audio": "audio", "video": "video"}  # a transformers audio or video encoder's config and processor
+ENCODER_FILES = (TEXT, *ENCODER_FOLDERS.values())  # the folders that rebuild the encoders (what an archive must carry)
 METRICS = "metrics.json"  # written by training: the best epoch's validation and test metrics
 CARD = "README.md"  # written by training: the model card (training/model_card.py)
 
@@ -46,6 +50,9 @@ def save_model_dir(folder: Path, model: torch.nn.Module, data_cfg: DataConfig, m
         model.encoders["text"].backbone.config.save_pretrained(folder / TEXT)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder / TEXT)
+    for modality, name in _transformers_encoders(model_cfg).items():
+        if not (folder / ENCODER_FOLDERS[modality] / "config.json").is_file():
+            save_processor(modality, name, folder / ENCODER_FOLDERS[modality])
     config = {"format_version": FORMAT_VERSION, "mmsent_version": __version__,
               "model": asdict(model_cfg), "data": asdict(data_cfg)}  # fmt: skip
     if train_cfg is not None:
@@ -79,6 +86,11 @@ def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
     if "text" in model_cfg.modalities:
         model_cfg = replace(model_cfg, text_model=str(folder / TEXT))
         tokenizer = load_tokenizer(str(folder / TEXT))
+    for modality in _transformers_encoders(model_cfg):
+        own = folder / ENCODER_FOLDERS[modality]
+        if not (own / "config.json").is_file():
+            raise ModelDirError(f"{folder}: no {ENCODER_FOLDERS[modality]}/config.json for its {modality} encoder")
+        model_cfg = replace(model_cfg, **{f"{modality}_model": str(own)})
     model = MultimodalSentimentModel(model_cfg, pretrained=False)
     try:
         # weights_only: tensors and plain containers only; a pickle that would run code is refused.
@@ -87,3 +99,9 @@ def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
         raise ModelDirError(f"{folder / WEIGHTS}: not a loadable state dict for this config ({str(error).splitlines()[0]})") from error
     return model.to(device).eval(), data_cfg, tokenizer
+
+
+def _transformers_encoders(model_cfg: ModelConfig) -> dict[str, str]:
+    """The model's transformers audio and video encoders: modality -> the name or folder they load from."""
+    chosen = {"audio": (model_cfg.audio_model, AUDIO_CNN), "video": (model_cfg.video_model, VIDEO_R3D)}
+    return {m: name for m, (name, built_in) in chosen.items() if m in model_cfg.modalities and name != built_in}

@@ -38,6 +38,11 @@ def test_dry_run_prints_the_request_and_uploads_nothing(aws, sample_dir):
     assert request["TrainingJobName"] == "dry-1" and request["RoleArn"] == ROLE
     assert request["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
     assert _keys(clients["s3"]) == before
+    # R3D-18's weights in a job are Kinetics-400's unless given, and the request says so.
+    assert json.loads(request["HyperParameters"]["video-weights"]) == "kinetics400"
+    for given, expected in ((["--video-weights", "none"], "none"), (["--modalities", "text,audio"], None)):
+        again = json.loads(_launch(env, "--data-dir", str(sample_dir), "--dry-run", "--", *given).stdout)["HyperParameters"]
+        assert (json.loads(again["video-weights"]) if "video-weights" in again else None) == expected
 
 
 def test_launch_uploads_sources_and_channels_and_creates_the_job(aws, sample_dir, tmp_path):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mmsent.arguments import add_config_arguments, config_from_args, given, parse_bool, parse_names
-from mmsent.config import MediaConfig, ModelConfig, TextConfig, TrainConfig
+from mmsent.config import AUDIO_CNN, KINETICS, VIDEO_R3D, MediaConfig, ModelConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
 from mmsent.errors import ServiceError, SettingsError
 
@@ -95,9 +95,42 @@ def aws(call, service: str = "AWS"):
         raise ServiceError(f"{service}: {problem}") from None
 
 
-def model_config(args: argparse.Namespace) -> ModelConfig:
+def model_config(args: argparse.Namespace, env: Environment | None = None) -> ModelConfig:
+    """ModelConfig from the options. Inside a SageMaker job (`env`) R3D-18's weights default to Kinetics-400's,
+    as the seed's model used them: a job has the internet (or says at start-up that it has not)."""
     extra = {"modalities": args.modalities} if args.modalities is not None else {}
+    if env is not None and env.in_sagemaker and not given(args, "video_weights"):
+        extra["video_weights"] = KINETICS
     return config_from_args(ModelConfig, args, **extra)
+
+
+def encoder_specs(model_cfg: ModelConfig) -> dict:
+    """Each transformers encoder of the model, checked before any work: modality -> pretrained.EncoderSpec.
+    A path that is not there, a folder that is not a model, a model of the wrong kind: SettingsError."""
+    from mmsent.pretrained import describe
+
+    names = {"text": model_cfg.text_model, "audio": model_cfg.audio_model, "video": model_cfg.video_model}
+    built_in = {"audio": AUDIO_CNN, "video": VIDEO_R3D}
+    return {m: describe(m, name) for m, name in names.items() if m in model_cfg.modalities and name != built_in.get(m)}
+
+
+def encoder_media(specs: dict) -> dict[str, tuple[int, str]]:
+    """The decode settings the encoders fix: setting -> (value, why)."""
+    fixed = {}
+    if "audio" in specs:
+        fixed["sample_rate"] = (specs["audio"].processor["sample_rate"], "the audio model's sampling rate")
+    if "video" in specs:
+        fixed["num_frames"] = (specs["video"].processor["num_frames"], "the video model's num_frames")
+        fixed["frame_size"] = (specs["video"].processor["frame_size"], "the video model's image_size")
+    return fixed
+
+
+def check_text_length(text: TextConfig, specs: dict) -> None:
+    """--max-tokens within the text model's position embeddings, or a long utterance fails mid-run."""
+    limit = specs["text"].processor.get("max_positions") if "text" in specs else None
+    if limit is not None and text.max_tokens > limit:
+        raise SettingsError(f"--max-tokens {text.max_tokens}: the text model reads at most {limit} tokens "
+                            "(its max_position_embeddings)")
 
 
 def resolve_splits(args: argparse.Namespace, env: Environment):
@@ -114,15 +147,20 @@ def resolve_splits(args: argparse.Namespace, env: Environment):
     return find_splits(sample)
 
 
-def media_config(args: argparse.Namespace, splits) -> MediaConfig:
-    """MediaConfig from the options; the dataset's own settings (layout.media_defaults) where they are not given."""
+def media_config(args: argparse.Namespace, splits, fixed: dict[str, tuple[int, str]] | None = None) -> MediaConfig:
+    """MediaConfig from the options; the dataset's own settings (layout.media_defaults) where they are not
+    given. `fixed` (encoder_media): settings an encoder needs, which an option may repeat but not change."""
     from mmsent.data.layout import media_defaults
 
+    fixed = fixed or {}
+    for name, (value, why) in fixed.items():
+        if given(args, name) and getattr(args, name) != value:
+            raise SettingsError(f"--{name.replace('_', '-')} {getattr(args, name)}: {why} is {value}; leave it out")
     named, note = media_defaults(splits)
-    defaults = {k: v for k, v in named.items() if not given(args, k)}
+    defaults = {k: v for k, v in named.items() if not given(args, k) and k not in fixed}
     if defaults:
         print(f"the dataset's own decode settings ({note}): {defaults} (options given on the command line win)", file=sys.stderr)
     try:
-        return config_from_args(MediaConfig, args, **defaults)
+        return config_from_args(MediaConfig, args, **defaults, **{name: value for name, (value, _) in fixed.items()})
     except TypeError as problem:  # a value of the wrong type in the note
         raise SettingsError(f"{note}: {problem}") from None

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from mmsent.arguments import config_from_args, parse_names
 from mmsent.commands.common import (
-    EXIT_OK, add_data_dir, add_model_arguments, add_training_settings, error, media_config, model_config,
-    non_negative_int, positive_int, resolve_splits,
+    EXIT_OK, add_data_dir, add_model_arguments, add_training_settings, check_text_length, encoder_media, encoder_specs,
+    error, media_config, model_config, non_negative_int, positive_int, resolve_splits,
 )  # fmt: skip
 from mmsent.config import DataConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
+from mmsent.pretrained import check_video_weights
 
 # Inside a SageMaker job, a wall-clock checkpoint this often: what a stop or spot reclaim can lose
 # when its SIGTERM never reaches the script (each save costs seconds; an epoch of MELD, many minutes).
@@ -61,7 +62,8 @@ def _run_params(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.model.fusion import MultimodalSentimentModel
     from mmsent.model.summary import format_parameter_counts, parameter_counts
 
-    model_cfg = model_config(args)
+    model_cfg = model_config(args, env)
+    encoder_specs(model_cfg)  # a bad model name is one line, not a traceback from the middle of building
     rows = parameter_counts(MultimodalSentimentModel(model_cfg, pretrained=False))
     print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_parameter_counts(rows))
     return EXIT_OK
@@ -71,7 +73,12 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.training.distributed import DistInfo
     from mmsent.training.loop import TrainingInterrupted, train
 
-    model_cfg = model_config(args)
+    model_cfg = model_config(args, env)
+    specs = encoder_specs(model_cfg)  # every encoder name checked, and what they fix read, before any work
+    if "video" in model_cfg.modalities:
+        check_video_weights(model_cfg.video_weights)
+    text_cfg = config_from_args(TextConfig, args)
+    check_text_length(text_cfg, specs)
     train_cfg = config_from_args(TrainConfig, args)
     if train_cfg.checkpoint_every_minutes is None:
         train_cfg = replace(train_cfg, checkpoint_every_minutes=SAGEMAKER_CHECKPOINT_MINUTES if env.in_sagemaker else 0.0)
@@ -86,8 +93,8 @@ def _run_train(args: argparse.Namespace, env: Environment) -> int:
         model_cfg = replace(model_cfg, modalities=("text",), freeze=tuple(f for f in model_cfg.freeze if f == "text"))
         if dist.is_main:
             print("the data has no clips (CSVs only): training text-only (--modalities text)", file=sys.stderr)
-    data_cfg = DataConfig(text=config_from_args(TextConfig, args), media=media_config(args, splits),
-                          modalities=model_cfg.modalities)  # fmt: skip
+    data_cfg = DataConfig(text=text_cfg, media=media_config(args, splits, encoder_media(specs)),
+                          modalities=model_cfg.modalities, audio_input=model_cfg.audio_input)  # fmt: skip
     paths = _run_paths(args, env)
     try:
         train(splits, data_cfg, model_cfg, train_cfg, paths, dist)

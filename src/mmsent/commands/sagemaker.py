@@ -12,7 +12,7 @@ from mmsent.arguments import config_from_args
 from mmsent.commands.common import (
     EXIT_OK, RaisingParser, add_training_settings, aws, aws_session, error, model_config, positive_int,
 )  # fmt: skip
-from mmsent.config import MediaConfig, TextConfig, TrainConfig
+from mmsent.config import KINETICS, VIDEO_R3D, MediaConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
 from mmsent.errors import SettingsError
 
@@ -82,7 +82,7 @@ def _training_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
     add_training_settings(probe)
     parsed = probe.parse_args(tokens)
     try:  # the same configs `mmsent train` builds, so a bad value fails here, not inside the paid job
-        model_config(parsed)
+        model_cfg = model_config(parsed)
         for settings in (TextConfig, MediaConfig, TrainConfig):
             config_from_args(settings, parsed)
     except ValueError as problem:
@@ -99,6 +99,13 @@ def _training_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
         else:
             hyperparameters[name[2:]] = "true"
             index += 1
+    if "video-weights" not in hyperparameters and "video" in model_cfg.modalities and model_cfg.video_model == VIDEO_R3D:
+        # Written out, so the request says what the job runs: in a job, train's default is Kinetics-400's
+        # weights (downloaded at start-up); a local rehearsal keeps the offline default.
+        hyperparameters["video-weights"] = "none" if args.local else KINETICS
+        if args.local:
+            print(f"local job: --video-weights none (a real job's default, {KINETICS}, is downloaded at its start; "
+                  "give it to rehearse that)", file=sys.stderr)  # fmt: skip
     return hyperparameters
 
 

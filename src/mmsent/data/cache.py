@@ -6,6 +6,9 @@
     CACHE/.build.lock             held (flock) by the one process building the folder
     CACHE/<split>/frames.npy      (N, T, S, S, 3) uint8 RGB, as decode_clip samples them
     CACHE/<split>/log_mel.npy     (N, n_mels, mel_frames) float16 decibels
+    CACHE/<split>/waveform.npy    (N, audio_samples) float16 mono at the sample rate, zero-padded
+                                  (what a speech encoder, --audio-model, reads)
+    CACHE/<split>/waveform_length.npy  (N,) int32: the real samples before the padding
     CACHE/<split>/present.npy     (N, 2) bool: video present, audio present
     CACHE/<split>/issues.npy      (N,) uint16: bit i set means media.ISSUES[i]
     CACHE/<split>/done.npy        (N,) bool: the item is written and flushed to disk
@@ -38,10 +41,11 @@ from mmsent.data.meld import Utterance, read_meld_csv
 from mmsent.files import LockHeld, exclusive_lock, write_json_atomic
 from mmsent.errors import MmsentError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the waveform beside the log-mel
 MANIFEST = "manifest.json"
 LOCK = ".build.lock"  # flock'd by the one process building the folder; holds its PID and host
 _FLUSH_EVERY = 32  # items between flushes: what an interruption can cost to redo
+_ARRAYS = ("frames", "log_mel", "waveform", "waveform_length", "present", "issues")  # what an item is read from
 
 
 class CacheError(MmsentError, ValueError):
@@ -70,6 +74,7 @@ class CachedItem:
     video_present: bool
     audio_present: bool
     issues: tuple[str, ...]
+    waveform: np.ndarray | None = None  # (samples,) float32 mono, at most audio_samples; None when absent or not asked for
 
 
 class SplitCache:
@@ -82,19 +87,22 @@ class SplitCache:
 
     def arrays(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
-            self._arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r")
-                            for name in ("frames", "log_mel", "present", "issues")}  # fmt: skip
+            self._arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
         return self._arrays
 
-    def item(self, index: int, frames: bool = True) -> CachedItem:
+    def item(self, index: int, frames: bool = True, audio: str | None = "log_mel") -> CachedItem:
+        """`frames` False leaves them unread; `audio` names the audio input to read (None: neither)."""
         a = self.arrays()
         video_present, audio_present = (bool(v) for v in a["present"][index])
+        read_audio = audio if audio_present else None
         return CachedItem(
             frames=np.array(a["frames"][index]) if frames and video_present else None,
-            log_mel=torch.from_numpy(a["log_mel"][index].astype(np.float32)) if audio_present else None,
+            log_mel=torch.from_numpy(a["log_mel"][index].astype(np.float32)) if read_audio == "log_mel" else None,
             video_present=video_present,
             audio_present=audio_present,
             issues=decode_issues(int(a["issues"][index])),
+            waveform=(a["waveform"][index, : int(a["waveform_length"][index])].astype(np.float32)
+                      if read_audio == "waveform" else None),  # fmt: skip
         )
 
     def __getstate__(self) -> dict:
@@ -206,6 +214,8 @@ def _create_split(folder: Path, rows: int, media: MediaConfig) -> None:
     shapes = {
         "frames": ((rows, media.num_frames, media.frame_size, media.frame_size, 3), np.uint8),
         "log_mel": ((rows, media.n_mels, media.mel_frames), np.float16),
+        "waveform": ((rows, media.audio_samples), np.float16),
+        "waveform_length": ((rows,), np.int32),
         "present": ((rows, 2), np.bool_),
         "issues": ((rows,), np.uint16),
         "done": ((rows,), np.bool_),
@@ -219,7 +229,7 @@ def _create_split(folder: Path, rows: int, media: MediaConfig) -> None:
 def _fill_split(folder: Path, files: SplitFiles, utterances: list[Utterance], media: MediaConfig, workers: int,
                 progress: bool | None, say) -> bool:
     """Decode every item not yet done into the split's arrays; True if every item is now done."""
-    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r+") for name in ("frames", "log_mel", "present", "issues", "done")}
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r+") for name in (*_ARRAYS, "done")}
     todo = [i for i in range(len(utterances)) if not arrays["done"][i]]
     if len(todo) < len(utterances):
         say(f"cache {folder}: resuming, {len(utterances) - len(todo)} of {len(utterances)} clips already done")
@@ -228,18 +238,21 @@ def _fill_split(folder: Path, files: SplitFiles, utterances: list[Utterance], me
 
     def flush() -> None:
         # Data first, then the done marks: a mark never points at unwritten data.
-        for name in ("frames", "log_mel", "present", "issues"):
+        for name in _ARRAYS:
             arrays[name].flush()
         arrays["done"][pending] = True
         arrays["done"].flush()
         pending.clear()
 
     results = map_clips(functools.partial(_decode_for_cache, media=media), paths, workers, f"cache {files.split}", progress)
-    for index, (frames, mel, present, issues) in zip(todo, results):
+    for index, (frames, mel, waveform, present, issues) in zip(todo, results):
         if frames is not None:
             arrays["frames"][index] = frames
         if mel is not None:
             arrays["log_mel"][index] = mel
+        if waveform is not None:
+            arrays["waveform"][index, : waveform.size] = waveform
+            arrays["waveform_length"][index] = waveform.size
         arrays["present"][index] = present
         arrays["issues"][index] = issues
         pending.append(index)
@@ -249,18 +262,22 @@ def _fill_split(folder: Path, files: SplitFiles, utterances: list[Utterance], me
     return bool(arrays["done"].all())
 
 
-def decode_item(path: Path | None, media: MediaConfig, *, video: bool = True, audio: bool = True) -> CachedItem:
-    """What an item needs from its clip, decoded afresh: the same thing the cache stores."""
-    return as_item(decode_clip(path, media, video=video, audio=audio), media)
+def decode_item(path: Path | None, media: MediaConfig, *, video: bool = True, audio: str | None = "log_mel") -> CachedItem:
+    """What an item needs from its clip, decoded afresh: the same thing the cache stores
+    (`audio`: the audio input to make, log_mel or waveform; None: no audio)."""
+    return as_item(decode_clip(path, media, video=video, audio=audio is not None), media, audio or "log_mel")
 
 
-def as_item(clip: DecodedClip, media: MediaConfig) -> CachedItem:
-    """A decoded clip (or one window of it) as the model's inputs need it: its frames, its log-mel."""
-    mel = log_mel(clip.waveform, media) if clip.has_audio else None
-    return CachedItem(clip.frames, mel, clip.has_video, clip.has_audio, clip.issues)
+def as_item(clip: DecodedClip, media: MediaConfig, audio: str = "log_mel") -> CachedItem:
+    """A decoded clip (or one window of it) as the model's inputs need it: its frames, and its audio
+    as `audio` names it (the log-mel, or the waveform cut to audio_seconds)."""
+    mel = log_mel(clip.waveform, media) if clip.has_audio and audio == "log_mel" else None
+    waveform = clip.waveform[: media.audio_samples] if clip.has_audio and audio == "waveform" else None
+    return CachedItem(clip.frames, mel, clip.has_video, clip.has_audio, clip.issues, waveform)
 
 
 def _decode_for_cache(path: Path | None, media: MediaConfig):
-    item = decode_item(path, media)
-    mel = item.log_mel.numpy().astype(np.float16) if item.log_mel is not None else None
-    return item.frames, mel, (item.video_present, item.audio_present), encode_issues(item.issues)
+    clip = decode_clip(path, media)
+    mel = log_mel(clip.waveform, media).numpy().astype(np.float16) if clip.has_audio else None
+    waveform = clip.waveform[: media.audio_samples].astype(np.float16) if clip.has_audio else None
+    return clip.frames, mel, waveform, (clip.has_video, clip.has_audio), encode_issues(clip.issues)

@@ -52,8 +52,8 @@ class MeldDataset(Dataset):
     def use_features(self, modality: str, features: np.ndarray) -> None:
         """Serve this modality's frozen-backbone outputs instead of its raw input from now on (with a
         media cache only: presence flags and issues come from it without reading the frames)."""
-        if self.media_cache is None and modality == "video":
-            raise ValueError("cached video features need the media cache beside them")
+        if self.media_cache is None and modality != "text":
+            raise ValueError(f"cached {modality} features need the media cache beside them")
         if len(features) != len(self):
             raise ValueError(f"{len(features)} {modality} feature rows for {len(self)} items")
         self.features[modality] = features
@@ -77,20 +77,23 @@ class MeldDataset(Dataset):
             item |= {name: column[index] for name, column in self.tokens.items()}
         if self.use_video or self.use_audio:
             need_frames = self.use_video and "video" not in self.features
-            item |= media_fields(self._media(index, need_frames), self.cfg, frames=need_frames)
-            if self.use_video and not need_frames:
-                item[batch_key("video")] = self._features("video", index)
+            need_audio = self.use_audio and "audio" not in self.features
+            item |= media_fields(self._media(index, need_frames, need_audio), self.cfg, frames=need_frames, audio=need_audio)
+            for modality in ("video", "audio"):
+                if modality in self.features:
+                    item[batch_key(modality)] = self._features(modality, index)
         return item
 
     def _features(self, modality: str, index: int) -> torch.Tensor:
         return torch.from_numpy(np.array(self.features[modality][index], dtype=np.float32))  # a copy out of the memory map
 
-    def _media(self, index: int, need_frames: bool) -> CachedItem:
-        """The clip's frames and log-mel: read from the cache when there is one, else decoded."""
+    def _media(self, index: int, need_frames: bool, need_audio: bool) -> CachedItem:
+        """The clip's frames and audio input: read from the cache when there is one, else decoded."""
+        audio = self.cfg.audio_input if need_audio else None
         if self.media_cache is not None:
-            return self.media_cache.item(index, frames=need_frames)
+            return self.media_cache.item(index, frames=need_frames, audio=audio)
         path = self.split.clip_path(self.utterances[index].clip_name) if self.split is not None else None
-        return decode_item(path, self.cfg.media, video=self.use_video, audio=self.use_audio)
+        return decode_item(path, self.cfg.media, video=self.use_video, audio=audio)
 
     def token_lengths(self) -> list[int]:
         """Each item's real tokens (with its context turns): what its batch's width will be at least."""
@@ -101,9 +104,11 @@ class MeldDataset(Dataset):
         return [getattr(u, task) for u in self.utterances]
 
 
-def media_fields(clip: CachedItem, cfg: DataConfig, frames: bool = True) -> dict:
+def media_fields(clip: CachedItem, cfg: DataConfig, frames: bool = True, audio: bool = True) -> dict:
     """An item's video and audio inputs from its decoded clip: zeros and a False presence flag for
-    what the clip lacks, and its issues. `frames` False leaves the frames out (served as features)."""
+    what the clip lacks, and its issues. `frames` or `audio` False leaves that input out (served as
+    features). The audio input is the log-mel or the waveform (cfg.audio_input): the waveform
+    zero-padded to audio_seconds, with its real length."""
     fields: dict = {"issues": clip.issues}
     if "video" in cfg.modalities:
         fields["video_present"] = clip.video_present
@@ -111,7 +116,14 @@ def media_fields(clip: CachedItem, cfg: DataConfig, frames: bool = True) -> dict
             fields["frames"] = frames_to_tensor(clip.frames) if clip.video_present else empty_frames(cfg.media)
     if "audio" in cfg.modalities:
         fields["audio_present"] = clip.audio_present
-        fields["log_mel"] = clip.log_mel if clip.audio_present else empty_log_mel(cfg.media)
+        if audio and cfg.audio_input == "waveform":
+            waveform = torch.zeros(cfg.media.audio_samples)
+            length = clip.waveform.size if clip.audio_present else 0
+            if length:
+                waveform[:length] = torch.from_numpy(clip.waveform)
+            fields |= {"waveform": waveform, "waveform_length": length}
+        elif audio:
+            fields["log_mel"] = clip.log_mel if clip.audio_present else empty_log_mel(cfg.media)
     return fields
 
 
@@ -129,9 +141,11 @@ def collate(items: list[dict]) -> dict:
         width = max(int(mask.sum(dim=1).max()), 1)
         for name in TOKEN_COLUMNS:
             batch[name] = torch.stack([item[name] for item in items])[:, :width]
-    for key in ("frames", batch_key("video"), "log_mel", batch_key("text")):
+    for key in ("frames", batch_key("video"), "log_mel", "waveform", batch_key("audio"), batch_key("text")):
         if key in first:
             batch[key] = torch.stack([item[key] for item in items])
+    if "waveform_length" in first:
+        batch["waveform_length"] = torch.tensor([item["waveform_length"] for item in items])
     for key in ("text_present", "video_present", "audio_present"):
         if key in first:
             batch[key] = torch.tensor([item[key] for item in items], dtype=torch.bool)

@@ -101,13 +101,13 @@ class _Row(NamedTuple):
 
 
 def decode_for_prediction(path: Path | None, media: MediaConfig, video: bool, audio: bool, every: float | None,
-                          keep_waveform: bool = False) -> list[tuple[Window, CachedItem, np.ndarray | None]]:
-    """Each window of a clip, what the model needs from it, and (for speech recognition, with
-    `keep_waveform`) its audio samples: in a worker process, so plain arrays."""
+                          keep_waveform: bool = False, audio_input: str = "log_mel") -> list[tuple[Window, CachedItem, np.ndarray | None]]:
+    """Each window of a clip, what the model needs from it (its audio as `audio_input`), and (for speech
+    recognition, with `keep_waveform`) its audio samples: in a worker process, so plain arrays."""
     plan = functools.partial(plan_windows, seconds=media.audio_seconds, every=every)
     clips = decode_windows(path, media, plan, video=video, audio=audio or keep_waveform)
     spans = plan(clips[0].duration) or [None]  # the plan decode_windows followed: one clip per window
-    return [(span, as_item(clip, media), clip.waveform if keep_waveform else None) for span, clip in zip(spans, clips)]
+    return [(span, as_item(clip, media, audio_input), clip.waveform if keep_waveform else None) for span, clip in zip(spans, clips)]
 
 
 def _decode_job(job: tuple[Path, bool], **settings) -> list[tuple[Window, CachedItem, np.ndarray | None]]:
@@ -145,7 +145,7 @@ class Predictor:
         # Only clips without a transcript are transcribed: their audio is kept (and decoded, for a model without audio).
         listen = {id(r) for r in requests if self.transcriber and r.clip is not None and not (r.text or "").strip()}
         with_clips = [r for r in requests if r.clip is not None and (video or audio or id(r) in listen)]
-        decode = functools.partial(_decode_job, media=cfg.media, video=video, audio=audio, every=every)
+        decode = functools.partial(_decode_job, media=cfg.media, video=video, audio=audio, every=every, audio_input=cfg.audio_input)
         jobs = [(r.clip, id(r) in listen) for r in with_clips]
         decoded = iter(map_clips(decode, jobs, min(self.workers, len(jobs)), "decode", progress) if jobs else [])
         decoding = {id(r) for r in with_clips}

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mmsent.pretrained import load_text_backbone
+from mmsent.data.media import VIDEO_MEAN, VIDEO_STD
+from mmsent.pretrained import describe, load_backbone, load_text_backbone
 
 
 def _projection(in_features: int, out_features: int, dropout: float, norm: bool) -> nn.Sequential:
@@ -22,6 +23,8 @@ def _projection(in_features: int, out_features: int, dropout: float, norm: bool)
 class TextEncoder(nn.Module):
     """A transformers encoder, mean-pooled (as sentence-transformers trains MiniLM) over the target
     utterance's tokens: all real tokens without context turns, its own span with them (data/text_inputs.py)."""
+
+    inputs = ("input_ids", "attention_mask", "target_mask")  # the batch keys `features` takes, in order
 
     def __init__(self, source: str, embed_dim: int, dropout: float, norm: bool, pretrained: bool = True) -> None:
         super().__init__()
@@ -40,6 +43,8 @@ class TextEncoder(nn.Module):
 
 class VideoEncoder(nn.Module):
     """torchvision's R3D-18 without its classifier: (B, 3, T, H, W) -> 512 features -> projection."""
+
+    inputs = ("frames",)
 
     def __init__(self, weights: str, embed_dim: int, dropout: float, norm: bool) -> None:
         super().__init__()
@@ -66,6 +71,8 @@ class VideoEncoder(nn.Module):
 class AudioEncoder(nn.Module):
     """A small CNN over the log-mel spectrogram: (B, n_mels, time) -> projection. Starts random."""
 
+    inputs = ("log_mel",)
+
     def __init__(self, channels: tuple[int, ...], embed_dim: int, dropout: float, norm: bool) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.BatchNorm2d(1)]  # decibels span ~100: learn the input scale
@@ -86,3 +93,69 @@ class AudioEncoder(nn.Module):
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         return self.projection(self.features(log_mel))
+
+
+class SpeechEncoder(nn.Module):
+    """A transformers speech encoder (wav2vec 2.0, HuBERT, WavLM, data2vec-audio) over the 16 kHz waveform,
+    mean-pooled over the frames of the clip's real samples (the zero padding to audio_seconds left out)."""
+
+    inputs = ("waveform", "waveform_length")
+
+    def __init__(self, source: str, embed_dim: int, dropout: float, norm: bool, pretrained: bool = True) -> None:
+        super().__init__()
+        processor = describe("audio", source).processor
+        self.normalize = processor["normalize"]
+        self.attention_mask = processor["attention_mask"]
+        self.backbone = load_backbone(source, pretrained)
+        self.projection = _projection(self.backbone.config.hidden_size, embed_dim, dropout, norm)
+
+    def features(self, waveform: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        samples = torch.arange(waveform.shape[1], device=waveform.device)
+        real = samples.unsqueeze(0) < length.clamp(min=1).unsqueeze(1)  # (B, samples)
+        if self.normalize:
+            # What the model's feature extractor does to each clip (Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm):
+            # zero mean, unit variance over its real samples, 1e-7 under the root; the padding stays 0.
+            count = real.sum(dim=1, keepdim=True)
+            mean = (waveform * real).sum(dim=1, keepdim=True) / count
+            variance = (((waveform - mean) * real) ** 2).sum(dim=1, keepdim=True) / count
+            waveform = torch.where(real, (waveform - mean) / torch.sqrt(variance + 1e-7), 0.0)
+        # Models whose extractor returns an attention mask (layer-norm feature encoders) are given it; the
+        # others (group-norm, wav2vec2-base's kind) were trained on zero-padded batches without one.
+        mask = real.long() if self.attention_mask else None
+        hidden = self.backbone(input_values=waveform, attention_mask=mask).last_hidden_state
+        frames_of = getattr(self.backbone, "_get_feat_extract_output_lengths", None)  # every wav2vec2-family model has it
+        frames = frames_of(length.clamp(min=1)) if frames_of is not None else torch.full_like(length, hidden.shape[1])
+        keep = (torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0) < frames.unsqueeze(1)).to(hidden.dtype)
+        keep = keep.unsqueeze(-1)
+        return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+
+    def forward(self, waveform: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.features(waveform, length))
+
+
+class ClipEncoder(nn.Module):
+    """A transformers video encoder (VideoMAE, TimeSformer, ViViT) over the sampled frames, mean-pooled over
+    its tokens. Frames arrive normalised with R3D-18's Kinetics statistics (data/media.py, one input for
+    every video encoder); the same per-channel affine map turns them into what the model's image
+    processor makes of the RGB pixels: pixels x rescale, then its own mean and std."""
+
+    inputs = ("frames",)
+
+    def __init__(self, source: str, embed_dim: int, dropout: float, norm: bool, pretrained: bool = True) -> None:
+        super().__init__()
+        processor = describe("video", source).processor
+        kinetics_mean, kinetics_std = torch.tensor(VIDEO_MEAN), torch.tensor(VIDEO_STD)
+        mean, std = torch.tensor(processor["mean"]), torch.tensor(processor["std"])
+        scale = processor["rescale"] * 255.0  # from 0..1 to the processor's rescaled range
+        # x_model = (x01 * scale - mean) / std, with x01 = x * kinetics_std + kinetics_mean.
+        self.register_buffer("gain", (kinetics_std * scale / std).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("offset", ((kinetics_mean * scale - mean) / std).view(1, 1, 3, 1, 1), persistent=False)
+        self.backbone = load_backbone(source, pretrained)
+        self.projection = _projection(self.backbone.config.hidden_size, embed_dim, dropout, norm)
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        pixels = frames.transpose(1, 2) * self.gain + self.offset  # (B, 3, T, H, W) -> (B, T, 3, H, W), as the model takes
+        return self.backbone(pixel_values=pixels).last_hidden_state.mean(dim=1)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.features(frames))

@@ -15,18 +15,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmsent.config import ModelConfig
+from mmsent.config import AUDIO_CNN, VIDEO_R3D, ModelConfig
 from mmsent.features import batch_key
 from mmsent.labels import EMOTIONS, SENTIMENTS
-from mmsent.model.encoders import AudioEncoder, TextEncoder, VideoEncoder
+from mmsent.model.encoders import AudioEncoder, ClipEncoder, SpeechEncoder, TextEncoder, VideoEncoder
 
-# The model's input names for each modality, and the name of its presence mask.
-INPUTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "text": (("input_ids", "attention_mask", "target_mask"), "text_present"),
-    "video": (("frames",), "video_present"),
-    "audio": (("log_mel",), "audio_present"),
-}
-PRESENT: dict[str, str] = {name: mask for name, (_, mask) in INPUTS.items()}  # modality -> its presence mask
+# Each modality's presence mask. The inputs an encoder reads are its class's `inputs`.
+PRESENT: dict[str, str] = {"text": "text_present", "video": "video_present", "audio": "audio_present"}
 
 
 def hide_modalities(batch: dict, hidden: tuple[str, ...]) -> dict:
@@ -43,9 +38,20 @@ class MultimodalSentimentModel(nn.Module):
         if "text" in cfg.modalities:
             encoders["text"] = TextEncoder(cfg.text_model, cfg.embed_dim, cfg.dropout, cfg.feature_norm, pretrained=pretrained)
         if "video" in cfg.modalities:
-            encoders["video"] = VideoEncoder(cfg.video_weights if pretrained else "none", cfg.embed_dim, cfg.dropout, cfg.feature_norm)
+            if cfg.video_model == VIDEO_R3D:
+                encoders["video"] = VideoEncoder(cfg.video_weights if pretrained else "none", cfg.embed_dim, cfg.dropout, cfg.feature_norm)
+            else:
+                encoders["video"] = ClipEncoder(cfg.video_model, cfg.embed_dim, cfg.dropout, cfg.feature_norm, pretrained=pretrained)
         if "audio" in cfg.modalities:
-            encoders["audio"] = AudioEncoder(cfg.audio_channels, cfg.embed_dim, cfg.dropout, cfg.feature_norm)
+            if cfg.audio_model == AUDIO_CNN:
+                encoders["audio"] = AudioEncoder(cfg.audio_channels, cfg.embed_dim, cfg.dropout, cfg.feature_norm)
+            else:
+                encoders["audio"] = SpeechEncoder(cfg.audio_model, cfg.embed_dim, cfg.dropout, cfg.feature_norm, pretrained=pretrained)
+                convolutions = getattr(encoders["audio"].backbone, "feature_extractor", None)  # the wav2vec2 family's
+                if "audio" not in cfg.freeze and convolutions is not None:
+                    # Fine-tuned, the convolutional feature encoder stays as pretrained: transformers' own audio
+                    # fine-tuning recipes freeze it (freeze_feature_encoder), it gains little and costs most.
+                    convolutions.requires_grad_(False)
         self.encoders = nn.ModuleDict(encoders)
         fused_in = (cfg.embed_dim + 1) * len(self.encoders)  # each embedding, and its presence mask
         self.fusion = nn.Sequential(
@@ -87,19 +93,18 @@ class MultimodalSentimentModel(nn.Module):
         (modalities hidden) then cost one backbone pass; a hidden modality's features are masked out."""
         features = {}
         for name, encoder in self.encoders.items():
-            input_names, mask_name = INPUTS[name]
             if batch_key(name) not in batch:
-                features[batch_key(name)] = _present_only(encoder, [batch[key] for key in input_names], batch[mask_name])
+                features[batch_key(name)] = _present_only(encoder, [batch[key] for key in encoder.inputs], batch[PRESENT[name]])
         return features
 
     def input_names(self, batch: dict | None = None) -> list[str]:
         """The batch keys forward reads (with `batch`: cached features where the batch has them)."""
         names = []
-        for name in self.encoders:
-            inputs, mask = INPUTS[name]
+        for name, encoder in self.encoders.items():
+            inputs = encoder.inputs
             if batch is not None and batch_key(name) in batch:
                 inputs = (batch_key(name),)
-            names += [*inputs, mask]
+            names += [*inputs, PRESENT[name]]
         return names
 
 

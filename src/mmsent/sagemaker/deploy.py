@@ -20,7 +20,7 @@ from pathlib import Path
 from mmsent.errors import SettingsError
 from mmsent.inference.asr import PACKED_ASR_FOLDER
 from mmsent.inference.predict import Predictor
-from mmsent.model_dir import CARD, CONFIG, LABELS, METRICS, TEXT, WEIGHTS, load_model_dir
+from mmsent.model_dir import CARD, CONFIG, ENCODER_FILES, LABELS, METRICS, WEIGHTS, load_model_dir
 from mmsent.sagemaker.images import INSTANCE_TYPE, inference_image
 from mmsent.sagemaker.package import add_bytes, add_code, conflicts_with, requirements_for, write_tar_gz
 
@@ -82,9 +82,10 @@ def build_model_archive(model_dir: Path, destination: Path, framework_version: s
         for name in (CARD, METRICS):  # what produced the model, where training wrote them
             if (model_dir / name).is_file():
                 add_bytes(archive, name, (model_dir / name).read_bytes())
-        for path in sorted((model_dir / TEXT).rglob("*")) if (model_dir / TEXT).is_dir() else []:
-            if path.is_file():
-                add_bytes(archive, path.relative_to(model_dir).as_posix(), path.read_bytes())
+        for folder in ENCODER_FILES:  # each encoder's config and tokenizer or processor
+            for path in sorted((model_dir / folder).rglob("*")) if (model_dir / folder).is_dir() else []:
+                if path.is_file():
+                    add_bytes(archive, path.relative_to(model_dir).as_posix(), path.read_bytes())
         for path in sorted(Path(asr_model).rglob("*")) if asr_model is not None else []:
             if path.is_file():
                 add_bytes(archive, f"{PACKED_ASR_FOLDER}/{path.relative_to(asr_model).as_posix()}", path.read_bytes())

@@ -1,6 +1,7 @@
 """Frozen backbones run once per dataset: their outputs are cached and served in place of the input.
 
-A frozen backbone (R3D-18 by default; the text encoder with `--freeze text`) gives the same output
+A frozen backbone (R3D-18 by default; an --audio-model or --video-model; the text encoder with
+`--freeze text`) gives the same output
 for the same input every epoch, so running it every epoch is waste: on CPU it costs more than all
 the trainable layers together. With a media cache, each split's outputs are computed once and
 saved in its frozen-feature store (mmsent/features.py: where, under which key); later epochs and
@@ -20,7 +21,8 @@ import torch
 from mmsent.config import DataConfig
 from mmsent.data.dataset import MeldDataset
 from mmsent.features import load_features, save_features, store_key, store_path
-from mmsent.model.fusion import INPUTS, MultimodalSentimentModel
+from mmsent.config import VIDEO_R3D
+from mmsent.model.fusion import MultimodalSentimentModel
 from mmsent.training import distributed
 from mmsent.training.distributed import DistInfo
 from mmsent.training.validate import to_device
@@ -37,7 +39,7 @@ def attach_frozen_features(model: MultimodalSentimentModel, datasets: dict[str, 
         for split, dataset in datasets.items():
             if dataset.media_cache is None:
                 if modality != "text":
-                    break  # video features need the media cache (presence and issues come from it)
+                    break  # video and audio features need the media cache (presence and issues come from it)
                 dataset.use_features(modality, _compute(model, modality, loader(dataset), device))
                 continue
             path = store_path(dataset.media_cache.folder, modality, key)
@@ -56,15 +58,21 @@ def _compute(model: MultimodalSentimentModel, modality: str, batches: Iterable[d
     encoder = model.encoders[modality]
     was_training = encoder.training
     encoder.eval()
-    inputs = INPUTS[modality][0]
     chunks = []
     for batch in batches:
         batch = to_device(batch, device)
-        chunks.append(encoder.features(*(batch[name] for name in inputs)).float().cpu().numpy())
+        chunks.append(encoder.features(*(batch[name] for name in encoder.inputs)).float().cpu().numpy())
     encoder.train(was_training)
     return np.concatenate(chunks)
 
 
 def _key(model: MultimodalSentimentModel, modality: str, data_cfg: DataConfig) -> str:
-    made_by = asdict(data_cfg.media) if modality == "video" else {**asdict(data_cfg.text), "model": model.cfg.text_model}
+    """Weights and how the input is made; a transformers encoder's name too (its processor's settings)."""
+    cfg = model.cfg
+    if modality == "text":
+        made_by = {**asdict(data_cfg.text), "model": cfg.text_model}
+    elif modality == "video":  # R3D-18's key as it always was, so stores written before encoders were choosable still serve
+        made_by = asdict(data_cfg.media) | ({} if cfg.video_model == VIDEO_R3D else {"model": cfg.video_model})
+    else:
+        made_by = asdict(data_cfg.media) | {"model": cfg.audio_model}
     return store_key(model.encoders[modality].backbone.state_dict().items(), made_by)

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mmsent.config import DataConfig, ModelConfig, TrainConfig
+from mmsent.config import AUDIO_CNN, VIDEO_R3D, DataConfig, ModelConfig, TrainConfig
 from mmsent.data.cache import split_fingerprint
 from mmsent.data.dataset import MeldDataset, count_issues
 from mmsent.data.loader import make_loader
@@ -57,7 +57,7 @@ from mmsent.data.layout import SplitFiles
 from mmsent.labels import TASKS
 from mmsent.model.fusion import MultimodalSentimentModel
 from mmsent.model.summary import format_parameter_counts, parameter_counts
-from mmsent.pretrained import load_tokenizer
+from mmsent.pretrained import fetch_video_weights, load_tokenizer
 from mmsent.training import distributed
 from mmsent.training.sampler import ResumableSampler
 from mmsent.training.checkpoint import LoopState, frozen_digest, load_trainable, trainable_state
@@ -156,6 +156,10 @@ def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Mo
     # are never synchronised by DDP (which copies rank 0's trainable ones), and the frozen-output store is
     # keyed by their weights, so a rank with other random ones would look for outputs no rank wrote.
     seed_everything(cfg.seed)
+    if "video" in model_cfg.modalities and model_cfg.video_model == VIDEO_R3D:
+        if dist.local_rank == 0:  # one download per machine, before the hours a cache build can take
+            fetch_video_weights(model_cfg.video_weights)
+        distributed.barrier(dist)
     precision = choose_precision(cfg.amp, device, cfg.amp_dtype)
     say(f"device {device}, {precision.name}, {torch.get_num_threads()} torch threads"
         + (f", {dist.world_size} processes (DDP)" if dist.enabled else ""))  # fmt: skip
@@ -192,7 +196,7 @@ def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Mo
     if dist.rank:  # then each rank its own stream (dropout, modality dropout); rank 0's is a single process's
         seed_everything(cfg.seed + dist.rank)
     say(format_parameter_counts(parameter_counts(model)))
-    if "video" in model_cfg.freeze and "video" in model_cfg.modalities and model_cfg.video_weights == "none":
+    if "video" in model_cfg.freeze and "video" in model_cfg.modalities and model_cfg.video_model == VIDEO_R3D and model_cfg.video_weights == "none":
         say("note: the video backbone is frozen with random weights: a fixed random feature extractor "
             "(--video-weights kinetics400 or PATH gives pretrained features)")  # fmt: skip
     if cfg.cache_embeddings:
@@ -453,7 +457,8 @@ def class_weight_tensor(labels: list[int], classes: int, mode: str, device: torc
 def parameter_groups(model: MultimodalSentimentModel, cfg: TrainConfig) -> list[dict]:
     """Fine-tuned pretrained backbones at the encoder rate, everything else at the base rate;
     biases and normalisation weights without weight decay."""
-    pretrained = {id(p) for name in ("text", "video") if name in model.encoders for p in model.encoders[name].backbone.parameters()}
+    starts_pretrained = ("text", "video") + (() if model.cfg.audio_model == AUDIO_CNN else ("audio",))
+    pretrained = {id(p) for name in starts_pretrained if name in model.encoders for p in model.encoders[name].backbone.parameters()}
     groups: dict[str, dict] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:

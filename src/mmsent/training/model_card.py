@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from mmsent import __version__
-from mmsent.config import DataConfig, ModelConfig, TrainConfig
+from mmsent.config import AUDIO_CNN, VIDEO_R3D, DataConfig, ModelConfig, TrainConfig
 from mmsent.labels import TASKS
 
 _TEXT_MODELS = {"default": "all-MiniLM-L6-v2 (offline, 6-layer BERT, mean-pooled)"}
@@ -87,12 +87,14 @@ def model_card(final: dict, splits: dict[str, dict], data_cfg: DataConfig, model
 
 def _encoders(model_cfg: ModelConfig) -> list[str]:
     frozen = set(model_cfg.freeze)
-    state = {name: "frozen" if name in frozen else "fine-tuned" for name in ("text", "video")}
+    state = {name: "frozen" if name in frozen else "fine-tuned" for name in ("text", "video", "audio")}
+    audio = (f"a CNN over log-mel spectrograms (channels {','.join(map(str, model_cfg.audio_channels))}), trained from scratch"
+             if model_cfg.audio_model == AUDIO_CNN else f"`{model_cfg.audio_model}` over the waveform, {state['audio']}")
+    video = (f"R3D-18, weights `{model_cfg.video_weights}`" if model_cfg.video_model == VIDEO_R3D else f"`{model_cfg.video_model}`")
     rows = {
         "text": f"- text: `{_TEXT_MODELS.get(model_cfg.text_model, model_cfg.text_model)}`, {state['text']}",
-        "audio": f"- audio: a CNN over log-mel spectrograms (channels {','.join(map(str, model_cfg.audio_channels))}), "
-                 "trained from scratch",
-        "video": f"- video: R3D-18, weights `{model_cfg.video_weights}`, {state['video']}",
+        "audio": f"- audio: {audio}",
+        "video": f"- video: {video}, {state['video']}",
     }  # fmt: skip
     fusion = (f"- fusion: each modality projected to {model_cfg.embed_dim}, concatenated with presence flags, a "
               f"{model_cfg.fusion_dim}-wide layer, one head per task (dropout {model_cfg.dropout:g})")  # fmt: skip
