@@ -1,4 +1,4 @@
-"""The GPU path in one prepared run: AMP training and resume, torchrun with NCCL, throughput, memory.
+"""The GPU path in one prepared run: AMP training and resume, torchrun with NCCL, throughput, memory, encoders.
 
 Everything runs through the real `mmsent train` (subprocesses, as a user runs it) except the memory
 levers, which time one optimizer step in this process. It makes its own data. Prints one summary
@@ -16,6 +16,9 @@ table and writes it as JSON to OUT/gpu_check.json.
                   (nvidia-smi, 5 samples/s) and peak GPU memory (torch, from the run's timings.json).
   4. memory       peak GPU memory of one optimizer step at batch 16 with and without AMP, and batch 4
                   with 4 accumulation steps (the out-of-memory remedies).
+  5. encoders     a wav2vec2 and a VideoMAE of base size (random weights, no download) as --audio-model and
+                  --video-model, frozen, their outputs computed once into the cache, under AMP: one epoch,
+                  then `mmsent predict` from its model dir; the one-time frozen-output seconds and peak memory.
 
   --cpu-dry-run   every step on the CPU at tiny sizes (two gloo processes instead of NCCL, AMP a no-op,
                   no GPU readings, one epoch where the GPU run has two, throughput's (c) alone):
@@ -60,7 +63,7 @@ def main() -> None:
     parser.add_argument("--text-model", default="default", help="text encoder (default: the offline MiniLM)")
     parser.add_argument("--random-text-init", type=Path, help="build a randomly initialised text encoder of this folder's "
                         "architecture (config.json + tokenizer files) and use it")
-    parser.add_argument("--only", default="amp_resume,torchrun,throughput,memory", help="steps to run, comma-separated")
+    parser.add_argument("--only", default="amp_resume,torchrun,throughput,memory,encoders", help="steps to run, comma-separated")
     args = parser.parse_args()
     check = GpuCheck(args)
     for step in args.only.split(","):
@@ -94,14 +97,20 @@ class GpuCheck:
 
     # ------------------------------------------------------------------ steps
 
-    def amp_resume(self) -> dict:
+    def sample(self) -> Path:
+        """The built-in sample (small in the dry run), written once."""
         from mmsent.data.sample import SampleConfig, write_sample
-        from mmsent.training.precision import computes_bf16
 
         sample = self.out / "sample"
         if not (sample / "sample.json").is_file():
             size = SampleConfig(train_size=32, dev_size=10, test_size=10, seed=7) if self.dry else SampleConfig()
             write_sample(sample, size, progress=False)
+        return sample
+
+    def amp_resume(self) -> dict:
+        from mmsent.training.precision import computes_bf16
+
+        sample = self.sample()
         dtypes = ["fp32 (CPU: AMP is a no-op)"] if self.dry else (["bf16", "fp16"] if computes_bf16(torch.device("cuda")) else ["fp16"])
         results = {}
         for dtype in dtypes:
@@ -221,6 +230,29 @@ class GpuCheck:
 
     # ------------------------------------------------------------------ output
 
+    def encoders(self) -> dict:
+        """Transformers audio and video encoders (random weights: base size on a GPU, tiny in the dry run),
+        frozen and served from the cache, under AMP on a GPU: one epoch trains, and its model dir predicts."""
+        sample = self.sample()
+        audio, video = (random_media_encoder(kind, self.out / f"encoder-{kind}", tiny=self.dry) for kind in ("wav2vec2", "videomae"))
+        amp = [] if self.dry else ["--amp", "true"]
+        run_dir = self.out / "encoders"
+        args = ["--data-dir", str(sample), "--epochs", "1", "--num-workers", "0" if self.dry else "4", "--audio-seconds",
+                "2" if self.dry else "4", *self.common, "--audio-model", str(audio), "--video-model", str(video),
+                "--cache-dir", str(self.out / "encoders-cache"), *amp]  # fmt: skip
+        run = train(args, run_dir)
+        clip = next((sample / "dev" / "dev_splits_complete").glob("*.mp4"))
+        predicted = subprocess.run([sys.executable, "-m", "mmsent", "predict", "--model-dir", str(run_dir / "model"), str(clip),
+                                    "--json", "--num-workers", "0"], capture_output=True, text=True)  # fmt: skip
+        metrics = json.loads((run_dir / "model" / "metrics.json").read_text()) if run.returncode == 0 else {}
+        timings = run_dir / "output" / "timings.json"
+        setup = json.loads(timings.read_text()) if timings.is_file() else {}
+        return {"exit": run.returncode, "predict_exit": predicted.returncode,
+                "validation_emotion_weighted_f1": round(metrics.get("validation", {}).get("emotion", {}).get("weighted_f1", 0.0), 4),
+                "frozen_outputs_seconds": round(setup.get("setup_seconds", {}).get("frozen_outputs", 0.0), 1),
+                "peak_gpu_memory_mb": round(setup.get("peak_gpu_memory_mb", 0.0)),
+                "ok": run.returncode == 0 and predicted.returncode == 0 and "computing the frozen audio" in run.stdout}  # fmt: skip
+
     def save(self) -> None:
         (self.report / "gpu_check.json").write_text(json.dumps(self.results, indent=2, default=str) + "\n")
 
@@ -243,8 +275,12 @@ class GpuCheck:
                          f"peak {run['peak_gpu_memory_mb']} MB | {run['exit'] == 0} |")  # fmt: skip
         for name, run in r.get("memory", {}).get("steps", {}).items():
             lines.append(f"| one step, {name} | {run['precision']}, peak {run['peak_gpu_memory_mb']} MB | {r['memory']['ok']} |")
+        if "encoders" in r:
+            e = r["encoders"]
+            lines.append(f"| wav2vec2 + VideoMAE (random), frozen, cached | exit {e['exit']}, frozen outputs "
+                         f"{e['frozen_outputs_seconds']} s, peak {e['peak_gpu_memory_mb']} MB, predict exit {e['predict_exit']} | {e['ok']} |")  # fmt: skip
         lines.append("")
-        lines += [f"{step}: {r[step]['seconds']} s" for step in ("amp_resume", "torchrun", "throughput", "memory") if step in r]
+        lines += [f"{step}: {r[step]['seconds']} s" for step in ("amp_resume", "torchrun", "throughput", "memory", "encoders") if step in r]
         return "\n".join(lines)
 
 
@@ -340,6 +376,28 @@ def synthetic_batch(size: int, media, device: torch.device) -> dict:
         "emotion": torch.randint(0, len(EMOTIONS), (size,), device=device),
         "sentiment": torch.randint(0, len(SENTIMENTS), (size,), device=device),
     }
+
+
+def random_media_encoder(kind: str, destination: Path, tiny: bool) -> Path:
+    """A wav2vec2 or VideoMAE model with random weights and its processor, as a hub folder: base size
+    (transformers' config defaults: 95 M and 86 M parameters, 16 frames of 224 px), or tiny (2 frames of 32 px)."""
+    import transformers as t
+
+    if (destination / "config.json").is_file():
+        return destination
+    torch.manual_seed(0)
+    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64} if tiny else {}
+    if kind == "wav2vec2":
+        convolutions = {"conv_dim": (32, 32, 32), "conv_stride": (5, 4, 4), "conv_kernel": (10, 8, 8),
+                        "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2} if tiny else {}  # fmt: skip
+        t.Wav2Vec2Model(t.Wav2Vec2Config(**small, **convolutions)).save_pretrained(destination)
+        t.Wav2Vec2FeatureExtractor().save_pretrained(destination)
+    else:
+        config = t.VideoMAEConfig(**small, **({"image_size": 32, "num_frames": 2} if tiny else {}))
+        t.VideoMAEModel(config).save_pretrained(destination)
+        size = config.image_size
+        t.VideoMAEImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(destination)
+    return destination
 
 
 def random_text_encoder(source: Path, destination: Path) -> Path:

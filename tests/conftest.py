@@ -107,6 +107,10 @@ def _build_encoder(kind: str, folder: Path) -> None:
         layer_norm = {"feat_extract_norm": "layer", "do_stable_layer_norm": True} if kind == "wav2vec2" else {}
         model_class(config_class(**TINY_ENCODER_SIZE, **TINY_SPEECH_CONV, **layer_norm)).save_pretrained(folder)
         t.Wav2Vec2FeatureExtractor(do_normalize=kind == "wav2vec2", return_attention_mask=kind == "wav2vec2").save_pretrained(folder)
+    elif kind == "vivit":  # its processor rescales to [-1, 1] (offset) before normalising
+        t.VivitModel(t.VivitConfig(image_size=32, num_frames=2, tubelet_size=(2, 16, 16), **TINY_ENCODER_SIZE),
+                     add_pooling_layer=False).save_pretrained(folder)
+        t.VivitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
     else:
         config_class, model_class = {"videomae": (t.VideoMAEConfig, t.VideoMAEModel),
                                      "timesformer": (t.TimesformerConfig, t.TimesformerModel)}[kind]  # fmt: skip
@@ -117,8 +121,8 @@ def _build_encoder(kind: str, folder: Path) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_encoders(tmp_path_factory) -> dict[str, Path]:
-    """Folders that --audio-model (wav2vec2, hubert) and --video-model (videomae, timesformer) load as hub models."""
-    kinds = ("wav2vec2", "hubert", "videomae", "timesformer")
+    """Folders that --audio-model (wav2vec2, hubert) and --video-model (videomae, timesformer, vivit) load as hub models."""
+    kinds = ("wav2vec2", "hubert", "videomae", "timesformer", "vivit")
     return {kind: built_once(tmp_path_factory, f"tiny-{kind}", lambda folder, kind=kind: _build_encoder(kind, folder))
             for kind in kinds}  # fmt: skip
 

@@ -89,7 +89,8 @@ def _processor_settings(modality: str, source: str, option: str, name: str) -> d
     size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
     return {"num_frames": int(config.num_frames), "frame_size": int(size),
             "mean": [float(v) for v in processor.image_mean], "std": [float(v) for v in processor.image_std],
-            "rescale": float(getattr(processor, "rescale_factor", 1 / 255))}  # fmt: skip
+            "rescale": float(getattr(processor, "rescale_factor", 1 / 255)),
+            "shift": 1.0 if getattr(processor, "offset", False) else 0.0}  # ViViT's: rescaled to [-1, 1] before normalising  # fmt: skip
 
 
 def load_tokenizer(name: str):

@@ -27,4 +27,5 @@ def test_cpu_dry_run_passes_every_step(tmp_path, tiny_text_model):
     assert report["torchrun"]["ok"] and report["torchrun"]["validation_items"] == report["torchrun"]["dev_rows"]
     assert report["throughput"]["ok"] and all(r["samples_per_second"] > 0 for r in report["throughput"]["runs"].values())
     assert report["memory"]["ok"] and len(report["memory"]["steps"]) == 3
+    assert report["encoders"]["ok"] and report["encoders"]["exit"] == 0, report["encoders"]
     assert "| torchrun x2 (gloo), --cache-dir |" in result.stdout  # the summary table

@@ -45,7 +45,7 @@ def test_a_speech_encoder_with_an_attention_mask_pools_the_real_samples_only(tin
     assert torch.allclose(padded[0], alone[0], atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["videomae", "timesformer"])
+@pytest.mark.parametrize("kind", ["videomae", "timesformer", "vivit"])
 def test_a_video_encoder_is_given_the_pixels_its_image_processor_makes(tiny_encoders, kind):
     from transformers import AutoImageProcessor
 

@@ -136,8 +136,9 @@ class SpeechEncoder(nn.Module):
 class ClipEncoder(nn.Module):
     """A transformers video encoder (VideoMAE, TimeSformer, ViViT) over the sampled frames, mean-pooled over
     its tokens. Frames arrive normalised with R3D-18's Kinetics statistics (data/media.py, one input for
-    every video encoder); the same per-channel affine map turns them into what the model's image
-    processor makes of the RGB pixels: pixels x rescale, then its own mean and std."""
+    every video encoder); a per-channel affine map turns them into what the model's image processor
+    makes of the RGB pixels: pixels x rescale (minus 1 where it offsets, as ViViT's does), then its own
+    mean and std."""
 
     inputs = ("frames",)
 
@@ -147,9 +148,10 @@ class ClipEncoder(nn.Module):
         kinetics_mean, kinetics_std = torch.tensor(VIDEO_MEAN), torch.tensor(VIDEO_STD)
         mean, std = torch.tensor(processor["mean"]), torch.tensor(processor["std"])
         scale = processor["rescale"] * 255.0  # from 0..1 to the processor's rescaled range
-        # x_model = (x01 * scale - mean) / std, with x01 = x * kinetics_std + kinetics_mean.
+        # x_model = (x01 * scale - shift - mean) / std, with x01 = x * kinetics_std + kinetics_mean.
         self.register_buffer("gain", (kinetics_std * scale / std).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("offset", ((kinetics_mean * scale - mean) / std).view(1, 1, 3, 1, 1), persistent=False)
+        offset = (kinetics_mean * scale - processor["shift"] - mean) / std
+        self.register_buffer("offset", offset.view(1, 1, 3, 1, 1), persistent=False)
         self.backbone = load_backbone(source, pretrained)
         self.projection = _projection(self.backbone.config.hidden_size, embed_dim, dropout, norm)
 
