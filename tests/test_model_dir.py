@@ -105,3 +105,37 @@ def test_weights_of_another_shape_are_refused(model_dir):
     torch.save(state, model_dir / WEIGHTS)
     with pytest.raises(ModelDirError, match="not a loadable state dict for this config"):
         load_model_dir(model_dir)
+
+
+def test_a_reused_model_dir_takes_the_new_models_encoder_folders_and_drops_the_old_results(tmp_path, tiny_text_model,
+                                                                                          tiny_encoders):  # fmt: skip
+    """`--resume false --text-model OTHER` into the same --model-dir: nothing of the first model stays
+    beside the second's weights (its tokenizer and config, its audio encoder's folder, its metrics)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from mmsent.config import DataConfig, ModelConfig
+    from mmsent.model.fusion import MultimodalSentimentModel
+    from mmsent.model_dir import METRICS
+    from mmsent.pretrained import load_tokenizer
+
+    folder = tmp_path / "model"
+    first = ModelConfig(modalities=("text", "audio"), text_model=str(tiny_text_model), audio_model=str(tiny_encoders["wav2vec2"]))
+    save_model_dir(folder, MultimodalSentimentModel(first), DataConfig(modalities=("text", "audio"), audio_input="waveform"),
+                   first, load_tokenizer(str(tiny_text_model)))  # fmt: skip
+    (folder / METRICS).write_text("{}")  # as training's end writes it
+    assert (folder / "audio" / "config.json").is_file()
+
+    other = tmp_path / "other-text-model"  # another architecture, another tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(tiny_text_model)
+    tokenizer.add_tokens(["ohmygod"])
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32), add_pooling_layer=False).save_pretrained(other)  # fmt: skip
+    tokenizer.save_pretrained(other)
+    second = ModelConfig(modalities=("text", "audio"), text_model=str(other))
+    save_model_dir(folder, MultimodalSentimentModel(second), DataConfig(modalities=("text", "audio")), second, tokenizer)
+
+    assert json.loads((folder / "text" / "config.json").read_text())["hidden_size"] == 16
+    assert not (folder / "audio").exists() and not (folder / METRICS).exists()
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+    model, _, loaded_tokenizer = load_model_dir(folder)
+    assert model.encoders["text"].backbone.config.hidden_size == 16 and len(loaded_tokenizer) == len(tokenizer)

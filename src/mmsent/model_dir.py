@@ -10,8 +10,12 @@ Training adds metrics.json, the figures and README.md (a model card: training/mo
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import pickle
+import shutil
+import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -33,6 +37,8 @@ ENCODER_FOLDERS = {"audio": "audio", "video": "video"}  # a transformers audio o
 ENCODER_FILES = (TEXT, *ENCODER_FOLDERS.values())  # the folders that rebuild the encoders (what an archive must carry)
 METRICS = "metrics.json"  # written by training: the best epoch's validation and test metrics
 CARD = "README.md"  # written by training: the model card (training/model_card.py)
+# Training's account of the weights (training/run_outputs.py): removed whenever new weights are saved.
+RESULTS = (METRICS, CARD, "confusion_emotion.png", "confusion_sentiment.png", "training_curves.png")
 
 
 class ModelDirError(MmsentError, ValueError):
@@ -46,13 +52,18 @@ def save_model_dir(folder: Path, model: torch.nn.Module, data_cfg: DataConfig, m
     `train_cfg` (a TrainConfig) is recorded in config.json as how the weights were trained."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if "text" in model.encoders and not (folder / TEXT / "config.json").is_file():
-        model.encoders["text"].backbone.config.save_pretrained(folder / TEXT)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(folder / TEXT)
+    # New weights make whatever described other weights wrong: an earlier run's results (written again
+    # when this run ends) and encoder folders of another model (a reused --model-dir) never stay beside them.
+    for name in RESULTS:
+        (folder / name).unlink(missing_ok=True)
+    writers = {TEXT: functools.partial(_save_text, model, tokenizer)} if "text" in model.encoders else {}
     for modality, name in _transformers_encoders(model_cfg).items():
-        if not (folder / ENCODER_FOLDERS[modality] / "config.json").is_file():
-            save_processor(modality, name, folder / ENCODER_FOLDERS[modality])
+        writers[ENCODER_FOLDERS[modality]] = functools.partial(save_processor, modality, name)
+    for name in ENCODER_FILES:
+        if name in writers:
+            _replace_folder(folder / name, writers[name])
+        else:
+            shutil.rmtree(folder / name, ignore_errors=True)
     config = {"format_version": FORMAT_VERSION, "mmsent_version": __version__,
               "model": asdict(model_cfg), "data": asdict(data_cfg)}  # fmt: skip
     if train_cfg is not None:
@@ -99,6 +110,32 @@ def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
         raise ModelDirError(f"{folder / WEIGHTS}: not a loadable state dict for this config ({str(error).splitlines()[0]})") from error
     return model.to(device).eval(), data_cfg, tokenizer
+
+
+def _save_text(model: torch.nn.Module, tokenizer, destination: Path) -> None:
+    model.encoders["text"].backbone.config.save_pretrained(destination)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(destination)
+
+
+def _replace_folder(path: Path, write) -> None:
+    """`write(folder)` into a new folder beside `path`, then swapped in: `path` is the old folder or
+    the whole new one, never a mix of both."""
+    new = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+    old = path.parent / f".{path.name}.old-{new.name.rsplit('-', 1)[-1]}"
+    try:
+        write(new)
+        if path.exists():
+            os.rename(path, old)
+        try:
+            os.rename(new, path)
+        except OSError:
+            if old.exists():
+                os.rename(old, path)  # the old folder back in place
+            raise
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _transformers_encoders(model_cfg: ModelConfig) -> dict[str, str]:

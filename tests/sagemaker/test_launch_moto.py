@@ -204,6 +204,8 @@ def test_an_image_that_cannot_run_the_job_is_refused_before_any_call(aws):
     (["--learning-rate", "-1"], "training arguments: learning_rate must be positive, got -1.0"),
     (["--modalities", "foo"], "training arguments: modalities must be a non-empty subset of text,audio,video, got foo"),
     (["--num-frames", "0"], "training arguments: num_frames must be a positive integer, got 0"),
+    (["--audio-channels", "16,0"], "training arguments: audio_channels must be one or more positive widths, got 16,0"),
+    (["--max-tokens", "1000"], "training arguments: --max-tokens 1000: the text model reads at most 512 tokens"),
 ])  # fmt: skip
 def test_training_arguments_are_validated_as_mmsent_train_would_before_any_call(aws, args, message):
     env, _ = aws

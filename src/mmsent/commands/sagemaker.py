@@ -10,11 +10,12 @@ from pathlib import Path
 
 from mmsent.arguments import config_from_args
 from mmsent.commands.common import (
-    EXIT_OK, RaisingParser, add_training_settings, aws, aws_session, error, model_config, positive_int,
+    EXIT_OK, RaisingParser, add_training_settings, aws, aws_session, check_text_length, error, model_config, positive_int,
 )  # fmt: skip
 from mmsent.config import KINETICS, VIDEO_R3D, MediaConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
 from mmsent.errors import SettingsError
+from mmsent.pretrained import DEFAULT_TEXT_MODEL, describe
 
 
 def add_parsers(commands) -> None:
@@ -85,6 +86,10 @@ def _training_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
         model_cfg = model_config(parsed)
         for settings in (TextConfig, MediaConfig, TrainConfig):
             config_from_args(settings, parsed)
+        if "text" in model_cfg.modalities and model_cfg.text_model == DEFAULT_TEXT_MODEL:
+            # The offline default can be read here; other names and paths are the job's to resolve (a path
+            # names a file in the job's own filesystem), so train checks them at the job's start.
+            check_text_length(config_from_args(TextConfig, parsed), {"text": describe("text", DEFAULT_TEXT_MODEL)})
     except ValueError as problem:
         raise SettingsError(f"training arguments: {problem}") from None
     hyperparameters: dict[str, str] = {}
