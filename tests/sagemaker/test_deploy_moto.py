@@ -43,7 +43,8 @@ def test_dry_run_prints_three_requests_and_creates_nothing(aws, tiny_model_dir):
 
 @pytest.mark.parametrize("args, message", [
     (["--serverless", "1000"], "memory must be one of 1024"),
-    (["--instance-type", "g5.xlarge"], "is not an instance type"),
+    (["--instance-type", "g5.xlarge"], "--instance type 'g5.xlarge' is not of the form ml.FAMILY.SIZE"),
+    (["--instance-type", "ml.fake.huge"], "--instance type 'ml.fake.huge': not one SageMaker offers for endpoints"),
     (["--framework-version", "1.13"], "knows the inference image of 2.6.0 only"),
 ])  # fmt: skip
 def test_bad_settings_are_refused_before_any_call(aws, tiny_model_dir, args, message):  # noqa: F811

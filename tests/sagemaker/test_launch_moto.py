@@ -257,3 +257,10 @@ def test_a_bad_model_archive_is_refused_and_the_earlier_pull_stays_whole(aws, ti
         assert (out / "model" / "model.pth").read_bytes() == weights, what
         assert not (tmp_path / "escaped.txt").exists() and not (out / "escaped.txt").exists()
         assert sorted(p.name for p in out.iterdir() if p.name.startswith(".model")) == [], what  # no staging left
+
+
+def test_a_region_where_sagemaker_does_not_run_is_refused_before_any_call(aws, sample_dir):
+    env, clients = aws
+    result = mmsent("launch", "--role", ROLE, "--bucket", BUCKET, "--region", "xx-fake-9", "--data-dir", str(sample_dir),
+                    "--dry-run", env=env)  # fmt: skip
+    assert result.returncode == 2 and "region 'xx-fake-9': not a region where SageMaker runs" in result.stderr, result.stderr

@@ -41,6 +41,12 @@ def test_spot_sets_a_max_wait_and_torchrun_a_distribution():
     assert request["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
 
 
+def test_spot_without_a_max_wait_gets_one_the_service_accepts_however_long_the_run():
+    request = build_request(replace(GOOD, spot=True, max_run_seconds=2_000_000))
+    validate_request(request)  # twice the run would be above the 28 days the service allows
+    assert request["StoppingCondition"]["MaxWaitTimeInSeconds"] == 28 * 24 * 3600
+
+
 BAD = [
     ({"job_name": "has space"}, "job name 'has space'"),
     ({"job_name": "-leading-hyphen"}, "job name"),
@@ -59,6 +65,8 @@ BAD = [
     ({"training_args": {"k" * 257: "v"}}, "hyperparameter name"),
     ({"training_args": {"note": "x" * 2600}}, "hyperparameter 'note': value of 2602 characters"),
     ({"instance_type": "g5.xlarge"}, "instance type 'g5.xlarge'"),
+    ({"instance_type": "ml.fake.huge"}, "instance type 'ml.fake.huge': not one SageMaker offers for training jobs"),
+    ({"output_uri": "s3://192.168.1.1/out"}, "bucket '192.168.1.1' (in the output path): not a valid S3 bucket name"),
     ({"instance_count": 0}, "instance count 0"),
     ({"volume_size_gb": 0}, "volume size 0 GB"),
     ({"max_run_seconds": 0}, "max run 0 s"),
@@ -94,5 +102,5 @@ def test_a_bad_bucket_name_is_one_problem_naming_every_uri_that_uses_it():
     assert caught.value.problems == [
         "channel 'validation': not an s3://bucket/prefix URI with a valid bucket name: 'https://host/v'",
         "bucket 'Bad_Bucket' (in the output path, checkpoint URI, TensorBoard output path, sourcedir, channel 'train'): "
-        "not a valid S3 bucket name (3-63 lower-case letters, digits, dots and hyphens)",
+        "not a valid S3 bucket name (3-63 lower-case letters, digits, dots and hyphens; not an IP address; no prefix or suffix S3 reserves)",
     ]

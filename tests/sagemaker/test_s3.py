@@ -21,7 +21,8 @@ def test_parse_s3_uri(uri, parsed):
 
 
 @pytest.mark.parametrize("uri", ["my-bucket/x", "s3://", "s3://My_Bucket/x", "s3://ab/x", "s3://a..b/x",
-                                 "s3://-bucket/x", "https://my-bucket.s3.amazonaws.com/x"])  # fmt: skip
+                                 "s3://-bucket/x", "https://my-bucket.s3.amazonaws.com/x", "s3://192.168.1.1/x",
+                                 "s3://sthree-data/x", "s3://data-s3alias/x", "s3://xn--data/x"])  # fmt: skip
 def test_parse_s3_uri_refuses_what_s3_would(uri):
     with pytest.raises(S3UriError, match="not an s3://bucket/prefix URI"):
         parse_s3_uri(uri)

@@ -78,9 +78,13 @@ def aws_session(region: str | None):
     """A boto3 session for `region` (None: boto3's own choice), refused when no region is known."""
     import boto3
 
+    from mmsent.sagemaker.images import unknown_region
+
     session = boto3.Session(region_name=region)
     if not session.region_name:
         raise SettingsError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+    if problem := unknown_region(session.region_name):  # else an image URI and a request for a region that is not there
+        raise SettingsError(problem)
     return session
 
 

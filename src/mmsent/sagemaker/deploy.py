@@ -21,7 +21,7 @@ from mmsent.errors import SettingsError
 from mmsent.inference.asr import PACKED_ASR_FOLDER
 from mmsent.inference.predict import Predictor
 from mmsent.model_dir import CARD, CONFIG, ENCODER_FILES, LABELS, METRICS, WEIGHTS, load_model_dir
-from mmsent.sagemaker.images import INSTANCE_TYPE, inference_image
+from mmsent.sagemaker.images import ENDPOINT_INSTANCES, inference_image, unknown_instance_type
 from mmsent.sagemaker.package import add_bytes, add_code, conflicts_with, requirements_for, write_tar_gz
 
 ENTRY_MODULE = "inference.py"
@@ -54,8 +54,10 @@ class EndpointSettings:
             if self.serverless_memory_mb not in SERVERLESS_MEMORY_MB:
                 raise SettingsError(f"--serverless {self.serverless_memory_mb}: memory must be one of "
                                  f"{', '.join(map(str, SERVERLESS_MEMORY_MB))} MB")  # fmt: skip
-        elif self.instance_type is None or not INSTANCE_TYPE.match(self.instance_type):
-            raise SettingsError(f"--instance-type {self.instance_type!r} is not an instance type like ml.g5.xlarge")
+        elif self.instance_type is None:
+            raise SettingsError("--instance-type is required without --serverless")
+        elif problem := unknown_instance_type(self.instance_type, ENDPOINT_INSTANCES):
+            raise SettingsError(f"--{problem}")
         if self.instance_count < 1:
             raise SettingsError(f"--instance-count must be at least 1, got {self.instance_count}")
 

@@ -12,6 +12,7 @@ Sources, read 2026-11-28:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from mmsent.errors import SettingsError
@@ -94,6 +95,44 @@ _MULTI_GPU: dict[str, int] = {
     "ml.g6.24xlarge": 4, "ml.g6.48xlarge": 8, "ml.g6e.12xlarge": 4, "ml.g6e.24xlarge": 4, "ml.g6e.48xlarge": 8,
 }  # fmt: skip
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+
+
+# The enumerations in SageMaker's API model that name the instance types a training job and an endpoint may use.
+TRAINING_INSTANCES = "TrainingInstanceType"
+ENDPOINT_INSTANCES = "ProductionVariantInstanceType"
+
+
+@functools.cache
+def _sagemaker_model():
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def unknown_instance_type(instance_type: str, use: str) -> str | None:
+    """Why SageMaker would refuse `instance_type` for `use` (TRAINING_INSTANCES or ENDPOINT_INSTANCES), or
+    None. The list is the enumeration in SageMaker's API model as botocore ships it (which botocore itself
+    does not enforce): `ml.fake.huge` would otherwise reach the service after every upload."""
+    import botocore
+
+    if not INSTANCE_TYPE.match(instance_type):
+        return f"instance type {instance_type!r} is not of the form ml.FAMILY.SIZE"
+    if instance_type not in _sagemaker_model().shape_for(use).enum:
+        kind = "training jobs" if use == TRAINING_INSTANCES else "endpoints"
+        return (f"instance type {instance_type!r}: not one SageMaker offers for {kind} (as its API model in botocore "
+                f"{botocore.__version__} lists them; a newer botocore knows newer ones)")
+    return None
+
+
+def unknown_region(region: str) -> str | None:
+    """Why `region` is not a SageMaker region (none of botocore's partitions lists it), or None."""
+    import boto3
+
+    session = boto3.Session()
+    known = {r for p in session.get_available_partitions() for r in session.get_available_regions("sagemaker", partition_name=p)}
+    if region not in known:
+        return f"region {region!r}: not a region where SageMaker runs (botocore knows {len(known)}, e.g. us-east-1, eu-west-1)"
+    return None
 
 
 def instance_family(instance_type: str) -> str:

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from mmsent.sagemaker.images import INSTANCE_TYPE, gpus_per_instance
+from mmsent.sagemaker.images import TRAINING_INSTANCES, gpus_per_instance, unknown_instance_type
 from mmsent.sagemaker.package import ENTRY_POINT
 from mmsent.sagemaker.s3 import S3UriError, parse_s3_uri
 from mmsent.training.tracking import METRIC_DEFINITIONS
@@ -75,8 +75,8 @@ def build_request(s: JobSettings) -> dict:
     stopping = {"MaxRuntimeInSeconds": s.max_run_seconds}
     if s.max_wait_seconds is not None:
         stopping["MaxWaitTimeInSeconds"] = s.max_wait_seconds  # without --spot, validation refuses it
-    elif s.spot:
-        stopping["MaxWaitTimeInSeconds"] = 2 * s.max_run_seconds
+    elif s.spot:  # twice the run for capacity, within the service's limit (never below the run itself)
+        stopping["MaxWaitTimeInSeconds"] = max(min(2 * s.max_run_seconds, MAX_RUNTIME_SECONDS), s.max_run_seconds)
     return {
         "TrainingJobName": s.job_name,
         "RoleArn": s.role_arn,
@@ -129,7 +129,7 @@ def validate_request(request: dict) -> None:
                 problems.append(f"{what}: {error}")
     for bucket, uses in bad_buckets.items():
         problems.append(f"bucket {bucket!r} (in the {', '.join(uses)}): not a valid S3 bucket name (3-63 lower-case "
-                        "letters, digits, dots and hyphens)")  # fmt: skip
+                        "letters, digits, dots and hyphens; not an IP address; no prefix or suffix S3 reserves)")  # fmt: skip
     if not request["InputDataConfig"] or "train" not in [c["ChannelName"] for c in request["InputDataConfig"]]:
         problems.append("a 'train' input channel is required")
     mode = request["AlgorithmSpecification"]["TrainingInputMode"]
@@ -144,8 +144,8 @@ def validate_request(request: dict) -> None:
         if len(value) > MAX_HYPERPARAMETER_VALUE:
             problems.append(f"hyperparameter {key!r}: value of {len(value)} characters, at most {MAX_HYPERPARAMETER_VALUE}")
     resources = request["ResourceConfig"]
-    if not INSTANCE_TYPE.match(resources["InstanceType"]):
-        problems.append(f"instance type {resources['InstanceType']!r} is not of the form ml.FAMILY.SIZE")
+    if problem := unknown_instance_type(resources["InstanceType"], TRAINING_INSTANCES):
+        problems.append(problem)
     if not 1 <= resources["InstanceCount"] <= 100:
         problems.append(f"instance count {resources['InstanceCount']}: 1 to 100")
     if not 1 <= resources["VolumeSizeInGB"] <= 16384:

@@ -14,7 +14,12 @@ from mmsent.errors import MmsentError
 
 _S3_URI = re.compile(r"^s3://([^/]+)/?(.*)$")
 # S3's bucket naming rules: 3-63 characters, lower-case letters, digits, dots and hyphens.
-BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# S3's general-purpose bucket naming rules (docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html):
+# 3-63 lower-case letters, digits, dots and hyphens, a letter or digit at each end, no two adjacent periods, not
+# an IP address, none of the prefixes (xn--, sthree-, amzn-s3-demo-) and suffixes (-s3alias, --ol-s3, .mrap,
+# --x-s3, --table-s3) that S3 reserves.
+BUCKET_NAME = re.compile(r"^(?!xn--|sthree-|amzn-s3-demo-)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)"
+                         r"(?!.*(-s3alias|--ol-s3|\.mrap|--x-s3|--table-s3)$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 CHECKSUM_KEY = "sha256"  # object metadata that records the uploaded file's checksum
 
 
