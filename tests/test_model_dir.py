@@ -139,3 +139,58 @@ def test_a_reused_model_dir_takes_the_new_models_encoder_folders_and_drops_the_o
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
     model, _, loaded_tokenizer = load_model_dir(folder)
     assert model.encoders["text"].backbone.config.hidden_size == 16 and len(loaded_tokenizer) == len(tokenizer)
+
+
+def _without(config: dict, section: str, key: str | None = None) -> dict:
+    changed = json.loads(json.dumps(config))
+    if key is None:
+        del changed[section]
+    else:
+        del changed[section][key]
+    return changed
+
+
+LIES = [  # (what config.json or model.pth says, what the one line must name)
+    (lambda c: _without(c, "model"), "config.json: no 'model' settings"),
+    (lambda c: c | {"model": c["model"] | {"attention_heads": 4}}, "config.json: model: unknown setting attention_heads"),
+    (lambda c: c | {"data": c["data"] | {"media": c["data"]["media"] | {"num_frames": None}}},
+     "config.json: data.media.num_frames: null, where a value is needed"),
+    (lambda c: c | {"model": c["model"] | {"embed_dim": "wide"}}, "config.json: model.embed_dim: expected int, got 'wide'"),
+    (lambda c: c | {"model": c["model"] | {"freeze": "video"}}, "config.json: model.freeze: expected a list, got 'video'"),
+    (lambda c: [c], "config.json: holds a JSON list, not a model dir's settings object"),
+    ("weights-list", "model.pth: holds a list, not a state dict"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def small_model_dir(tmp_path, tiny_text_model):
+    """A model dir of text and audio (no R3D-18: a few MB, cheap to write for each case)."""
+    from mmsent.config import DataConfig, MediaConfig, ModelConfig
+    from mmsent.model.fusion import MultimodalSentimentModel
+    from mmsent.pretrained import load_tokenizer
+
+    cfg = ModelConfig(modalities=("text", "audio"), text_model=str(tiny_text_model))
+    data_cfg = DataConfig(media=MediaConfig(audio_seconds=2), modalities=cfg.modalities)
+    save_model_dir(tmp_path / "small-model", MultimodalSentimentModel(cfg), data_cfg, cfg, load_tokenizer(str(tiny_text_model)))
+    return tmp_path / "small-model"
+
+
+@pytest.mark.parametrize("lie, named", LIES, ids=[named for _, named in LIES])
+def test_a_model_dir_that_lies_is_one_line_naming_file_and_key_and_nothing_is_written(small_model_dir, sample_dir, tmp_path,
+                                                                                     lie, named):  # fmt: skip
+    from tests.cli import mmsent
+
+    model_dir = small_model_dir
+
+    if lie == "weights-list":
+        torch.save(list(torch.load(model_dir / WEIGHTS, weights_only=True).values()), model_dir / WEIGHTS)
+    else:
+        (model_dir / CONFIG).write_text(json.dumps(lie(json.loads((model_dir / CONFIG).read_text()))))
+    clip = next((sample_dir / "dev" / "dev_splits_complete").glob("*.mp4"))
+    for command in (["predict", "--model-dir", str(model_dir), str(clip), "--out", str(tmp_path / "predictions.csv")],
+                    ["evaluate", "--model-dir", str(model_dir), "--data-dir", str(sample_dir), "--split", "dev",
+                     "--out", str(tmp_path / "evaluation")]):  # fmt: skip
+        result = mmsent(*command)
+        assert result.returncode == 2, (command[0], result.stderr[-2000:])
+        assert result.stderr.count("\n") == 1 and named in result.stderr and str(model_dir) in result.stderr, result.stderr
+    assert not (tmp_path / "predictions.csv").exists() and not (tmp_path / "evaluation").exists()

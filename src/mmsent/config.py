@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from mmsent.errors import SettingsError
 
@@ -240,16 +242,47 @@ class TrainConfig:
             raise SettingsError(f"max_train_samples must be at least 1, got {self.max_train_samples}")
 
 
-def data_config_from_dict(values: dict) -> DataConfig:
+def from_json(cls: type, values, where: str):
+    """`cls` rebuilt from JSON values (lists for tuples), every value checked against the field's type
+    first: an unknown key, a null where a value is needed or a value of the wrong type is a SettingsError
+    naming `where` and the key. Keys left out take the field's default."""
+    if not isinstance(values, dict):
+        raise SettingsError(f"{where}: expected an object of settings, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise SettingsError(f"{where}: unknown setting {', '.join(unknown)} (this version's {cls.__name__} has no such field)")
+    return cls(**{name: _typed(value, hints[name], f"{where}.{name}") for name, value in values.items()})
+
+
+def _typed(value, hint, where: str):
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise SettingsError(f"{where}: null, where a value is needed")
+    hint = next(option for option in options if option is not type(None))
+    if dataclasses.is_dataclass(hint):
+        return from_json(hint, value, where)
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, (list, tuple)):
+            raise SettingsError(f"{where}: expected a list, got {value!r}")
+        return tuple(_typed(v, item, where) for v in value)
+    fits = {bool: isinstance(value, bool), int: isinstance(value, int) and not isinstance(value, bool),
+            float: isinstance(value, (int, float)) and not isinstance(value, bool), str: isinstance(value, str)}[hint]  # fmt: skip
+    if not fits:
+        raise SettingsError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return float(value) if hint is float else value
+
+
+def data_config_from_dict(values: dict, where: str = "data") -> DataConfig:
     """Rebuild a DataConfig written as JSON (tuples come back as lists)."""
-    # A model dir from before context turns existed read each utterance alone: 0 and 0, whatever today's defaults.
-    text = {"context_past": 0, "context_future": 0} | values["text"]
-    return DataConfig(
-        text=TextConfig(**text),
-        media=MediaConfig(**values["media"]),
-        modalities=tuple(values["modalities"]),
-        audio_input=values.get("audio_input", "log_mel"),  # older model dirs: the CNN's log-mel
-    )
+    if isinstance(values, dict) and isinstance(values.get("text"), dict):
+        # A model dir from before context turns existed read each utterance alone: 0 and 0, whatever today's defaults.
+        values = values | {"text": {"context_past": 0, "context_future": 0} | values["text"]}
+    # Older model dirs lack audio_input: the CNN's log-mel, the field's default.
+    return from_json(DataConfig, values, where)
 
 
 # Model settings added after model dirs and checkpoints were first written, with the value that an older
@@ -257,6 +290,5 @@ def data_config_from_dict(values: dict) -> DataConfig:
 MODEL_SETTINGS_ADDED: dict[str, object] = {"feature_norm": False, "audio_model": AUDIO_CNN, "video_model": VIDEO_R3D}
 
 
-def model_config_from_dict(values: dict) -> ModelConfig:
-    values = MODEL_SETTINGS_ADDED | values
-    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+def model_config_from_dict(values: dict, where: str = "model") -> ModelConfig:
+    return from_json(ModelConfig, MODEL_SETTINGS_ADDED | values if isinstance(values, dict) else values, where)

@@ -25,7 +25,7 @@ from mmsent import __version__
 from mmsent.config import AUDIO_CNN, VIDEO_R3D, DataConfig, ModelConfig, data_config_from_dict, model_config_from_dict
 from mmsent.files import write_atomic, write_json_atomic
 from mmsent.labels import label_maps
-from mmsent.errors import MmsentError
+from mmsent.errors import MmsentError, SettingsError
 from mmsent.pretrained import save_processor
 
 FORMAT_VERSION = 2  # 2: text has a presence mask like video and audio (a fusion input more)
@@ -80,12 +80,24 @@ def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
     for name in (WEIGHTS, CONFIG):
         if not (folder / name).is_file():
             raise ModelDirError(f"{folder}: no {name}; a model dir holds {WEIGHTS}, {CONFIG} and {LABELS}")
-    config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    try:
+        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except (ValueError, OSError) as problem:  # not JSON, not UTF-8, unreadable
+        raise ModelDirError(f"{folder / CONFIG}: unreadable ({str(problem).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise ModelDirError(f"{folder / CONFIG}: holds a JSON {type(config).__name__}, not a model dir's settings object")
     if config.get("format_version") != FORMAT_VERSION:
         raise ModelDirError(f"{folder / CONFIG}: format_version {config.get('format_version')!r}, expected {FORMAT_VERSION} "
                             f"(written by mmsent {config.get('mmsent_version', '?')}: load it with that version, or retrain)")
-    model_cfg = model_config_from_dict(config["model"])
-    data_cfg = data_config_from_dict(config["data"])
+    for section in ("model", "data"):
+        if section not in config:
+            raise ModelDirError(f"{folder / CONFIG}: no {section!r} settings; it is not a model dir's config.json")
+    try:
+        model_cfg = model_config_from_dict(config["model"], f"{folder / CONFIG}: model")
+        data_cfg = data_config_from_dict(config["data"], f"{folder / CONFIG}: data")
+    except SettingsError as problem:  # an unknown key, a null, a wrong type, a value out of range
+        message = str(problem)
+        raise ModelDirError(message if str(folder) in message else f"{folder / CONFIG}: {message}") from None
     labels = json.loads((folder / LABELS).read_text(encoding="utf-8")) if (folder / LABELS).is_file() else None
     if labels is not None and labels != label_maps():
         raise ModelDirError(f"{folder / LABELS}: label maps differ from this version's {label_maps()}")
@@ -106,6 +118,9 @@ def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
     try:
         # weights_only: tensors and plain containers only; a pickle that would run code is refused.
         state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ModelDirError(f"{folder / WEIGHTS}: holds a {type(state).__name__}, not a state dict (a mapping of "
+                                "parameter names to tensors)")  # fmt: skip
         model.load_state_dict(state)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
         raise ModelDirError(f"{folder / WEIGHTS}: not a loadable state dict for this config ({str(error).splitlines()[0]})") from error
