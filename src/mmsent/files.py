@@ -65,6 +65,19 @@ def write_atomic(path: Path, write) -> None:
         raise
 
 
+def save_torch_atomic(path: Path, obj) -> None:
+    """torch.save(obj) to `path` atomically, serialised in memory first and written by Python, so a failed
+    write is the OSError that says why (ENOSPC "No space left on device", EFBIG "File too large"), not
+    torch's own "enforce fail at inline_container.cc ... unexpected pos". Costs the file's size in memory."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, lambda temporary: Path(temporary).write_bytes(buffer.getbuffer()))
+
+
 def sha256_of(path: Path) -> str:
     with Path(path).open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()

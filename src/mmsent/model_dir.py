@@ -23,7 +23,7 @@ import torch
 
 from mmsent import __version__
 from mmsent.config import AUDIO_CNN, VIDEO_R3D, DataConfig, ModelConfig, data_config_from_dict, model_config_from_dict
-from mmsent.files import write_atomic, write_json_atomic
+from mmsent.files import save_torch_atomic, write_json_atomic
 from mmsent.labels import label_maps
 from mmsent.errors import MmsentError, SettingsError
 from mmsent.pretrained import save_processor
@@ -71,7 +71,7 @@ def save_model_dir(folder: Path, model: torch.nn.Module, data_cfg: DataConfig, m
     write_json_atomic(folder / CONFIG, config)
     write_json_atomic(folder / LABELS, label_maps())
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()} | (state or {})
-    write_atomic(folder / WEIGHTS, lambda path: torch.save(weights, path))
+    save_torch_atomic(folder / WEIGHTS, weights)
 
 
 def load_model_dir(folder: Path, device: torch.device | str = "cpu"):

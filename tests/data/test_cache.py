@@ -136,6 +136,9 @@ def test_a_build_that_ran_out_of_space_resumes_next_time(sample_dir, tmp_path):
     assert failed.returncode == 2 and "cannot write the media cache" in failed.stderr, failed.stderr[-1000:]
     again = mmsent(*args)
     assert again.returncode == 0, again.stderr[-1000:]
+    said = again.stdout + again.stderr
+    assert "changed since it was cached" not in said  # the data did not change: the earlier build stopped
+    assert "were not all made by an earlier build" in said or "resuming" in said, said[-1000:]
 
 
 def test_a_cache_built_from_another_dataset_is_refused_unless_asked_to_rebuild(sample_dir, tmp_path):

@@ -234,3 +234,24 @@ def test_a_window_past_the_audio_names_the_missing_samples(clips):
 def test_a_broken_clip_is_one_result_whatever_the_plan(clips):
     (only,) = media.decode_windows(clips["garbage"], MediaConfig(), lambda duration: [(0.0, 1.0), (1.0, 2.0)])
     assert only.issues == (media.UNREADABLE,)
+
+
+@pytest.mark.parametrize("rotation, white", [(0, "left"), (90, "bottom"), (180, "right"), (270, "top")])
+def test_a_clip_with_a_display_rotation_decodes_as_players_show_it(tmp_path, rotation, white):
+    """A phone's clip: stored landscape, with a display matrix that turns it (as FFmpeg's autorotate shows it)."""
+    path = tmp_path / f"rotated-{rotation}.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(rotation)  # counter-clockwise degrees
+        stored = np.zeros((32, 64, 3), np.uint8)
+        stored[:, :32] = 255  # the stored frame's left half white
+        for _ in range(10):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    frame = decode_clip(path, MediaConfig(num_frames=2, frame_size=32)).frames[0].mean(axis=2)
+    halves = {"left": frame[:, :16], "right": frame[:, 16:], "top": frame[:16], "bottom": frame[16:]}
+    brightest = max(halves, key=lambda side: halves[side].mean())
+    assert brightest == white and halves[white].mean() > 200

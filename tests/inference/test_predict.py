@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mmsent.data.sample import encode_clip
-from mmsent.inference.predict import Predictor, Request, plan_windows
+from mmsent.inference.predict import MAX_WINDOWS, Predictor, Request, TooManyWindows, plan_windows
 from mmsent.labels import EMOTIONS, SENTIMENTS
 from tests.cli import mmsent, status_and_stderr
 
@@ -20,6 +20,17 @@ def test_windows_plan():
     assert plan_windows(10.0, 4.0, None) == [(3.0, 7.0)]  # the centre window
     assert plan_windows(10.0, 4.0, 4.0) == [(0.0, 4.0), (4.0, 8.0), (8.0, 10.0)]
     assert plan_windows(None, 4.0, 2.0) is None  # no duration: nothing to place windows by
+    assert len(plan_windows(10.0, 4.0, 0.01)) == MAX_WINDOWS  # at the cap: allowed
+    for every in (0.001, 1e-300):  # counted from the duration, never built as an array
+        with pytest.raises(TooManyWindows, match=f"more than {MAX_WINDOWS}; choose windows of at least 0.002 s"):
+            plan_windows(2.0, 4.0, every)
+
+
+def test_windows_over_the_cap_are_refused_before_any_decoding(tiny_model_dir, sample_dir):
+    clip = _good_clips(sample_dir)[0]
+    result = mmsent("predict", "--model-dir", str(tiny_model_dir), str(clip), "--windows", "0.001", "--num-workers", "0")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert f"windows: more than {MAX_WINDOWS}" in result.stderr
 
 
 @pytest.fixture(scope="module")

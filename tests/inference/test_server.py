@@ -131,7 +131,13 @@ def test_output_fn_answers_json_or_406():
 def test_the_handler_contract_in_process(tiny_model_dir, sample_dir):
     """model_fn -> input_fn -> predict_fn -> output_fn, as the toolkit's Transformer calls them."""
     model = handler.model_fn(str(tiny_model_dir))
-    data = handler.input_fn(Path(_good_clips(sample_dir)[0]).read_bytes(), "video/mp4")
+    clip = Path(_good_clips(sample_dir)[0]).read_bytes()
+    for windows in (0.001, 1e-300):  # refused from the clip's duration at once: no 504 after decoding, no 500
+        over = handler.input_fn(json.dumps({"media": base64.b64encode(clip).decode(), "windows": windows}), "application/json")
+        with pytest.raises(handler.RequestError) as refused:
+            handler.predict_fn(over, model)
+        assert refused.value.status_code == 413 and "more than 1000" in json.loads(refused.value.body)["error"]
+    data = handler.input_fn(clip, "video/mp4")
     body, content_type = handler.output_fn(handler.predict_fn(data, model), "*/*")
     assert content_type == "application/json" and json.loads(body)["predictions"][0]["emotion"] in EMOTIONS
 
@@ -156,3 +162,70 @@ def test_a_port_in_use_is_one_line_naming_it(tiny_model_dir):
         status, stderr = status_and_stderr(["serve", "--model-dir", str(tiny_model_dir), "--port", str(port)])
     assert status == 2 and "Traceback" not in stderr
     assert stderr.strip() == f"mmsent: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+class _BlockingPredictor:
+    """Holds every prediction until released, checking for cancellation at its boundaries as the real
+    Predictor does; counts the predictions that ended."""
+
+    modalities = ("text",)
+    model_dir = Path("blocking-model")
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release, self.ended = threading.Event(), []
+
+    def predict(self, requests, every=None, progress=False):
+        from mmsent.inference.predict import Abandoned, stop_if_cancelled
+
+        try:
+            while not self.release.wait(0.02):
+                stop_if_cancelled()
+        except Abandoned:
+            self.ended.append("abandoned")
+            raise
+        self.ended.append("answered")
+        raise handler.RequestError(422, "released")  # an answer the handler passes on as it is
+
+
+@pytest.fixture
+def blocking_server():
+    import threading
+
+    from mmsent.inference.server import InvocationsApp, ServeConfig, make_server
+
+    model = _BlockingPredictor()
+    app = InvocationsApp(model, ServeConfig(port=0, threads=1, queue=1, timeout=0.5))
+    server = make_server(app, app.cfg)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield model, f"http://127.0.0.1:{server.effective_port}"
+    model.release.set()
+    server.close()
+    app.pool.shutdown(wait=True)
+
+
+def test_ping_answers_while_every_thread_is_busy_and_a_request_over_the_queue_gets_503_at_once(blocking_server):
+    model, base = blocking_server
+    body, kind = b'{"text": "hi"}', "application/json"
+    with ThreadPoolExecutor(2) as clients:
+        held = [clients.submit(_call, base, "/invocations", body, kind) for _ in range(2)]
+        time.sleep(0.2)  # one prediction running (blocked), one waiting for the thread
+        started = time.monotonic()
+        assert _call(base, "/ping") == (200, {"status": "healthy"})
+        request = urllib.request.Request(base + "/invocations", data=body, headers={"Content-Type": kind})
+        with pytest.raises(urllib.error.HTTPError) as busy:
+            urllib.request.urlopen(request, timeout=10)
+        assert time.monotonic() - started < 1.0  # neither waited behind the predictions
+        assert busy.value.code == 503 and busy.value.headers["Retry-After"] == "1"
+        assert "busy: 1 predictions running and 1 waiting" in json.loads(busy.value.read())["error"]
+        assert [future.result()[0] for future in held] == [504, 504]  # past the 0.5 s timeout
+    # Timed out, the running one was cancelled at its next boundary and the waiting one at its start:
+    # both places are free again.
+    deadline = time.monotonic() + 5
+    while model.ended.count("abandoned") < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert set(model.ended) == {"abandoned"}  # (the waiting one, cancelled before it started, never ran)
+    model.release.set()
+    assert _call(base, "/invocations", body, kind) == (422, {"error": "released"})

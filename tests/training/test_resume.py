@@ -109,7 +109,9 @@ def test_a_checkpoint_write_that_runs_out_of_space_fails_cleanly(sample_dir, tmp
                             preexec_fn=_limit_file_size(2_500_000))  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
     assert "could not write checkpoint" in result.stderr and "earlier checkpoints are untouched" in result.stderr
-    assert list((tmp_path / "checkpoints").iterdir()) == []  # nothing half-written, no temporary file
+    assert "File too large" in result.stderr and "enforce fail" not in result.stderr  # the cause, in the OS's words
+    # Nothing half-written, no temporary file: the run's folders, left empty, were removed with its failure.
+    assert not (tmp_path / "checkpoints").exists()
     # The checkpoint is written before the model dir: with no checkpoint, no model dir claims the epoch.
     assert not (tmp_path / "model" / "model.pth").exists()
 
@@ -124,6 +126,7 @@ def test_a_model_dir_that_cannot_be_written_keeps_the_epochs_checkpoint_and_the_
                             preexec_fn=_limit_file_size(50_000_000))  # fmt: skip
     assert failed.returncode == 2, failed.stderr[-2000:]
     assert "could not write the model dir" in failed.stderr and "the same command again writes it" in failed.stderr
+    assert "File too large" in failed.stderr and "enforce fail" not in failed.stderr
     assert "Traceback" not in failed.stderr
     path, payload = CheckpointFolder(tmp_path / "checkpoints", keep=2).newest_valid()
     assert path.name == "checkpoint-0002-0000000.pt" and payload["best_model"] is not None

@@ -53,3 +53,16 @@ def test_a_model_dir_that_cannot_be_written_names_it_and_the_checkpoint_that_hol
     with pytest.raises(TrainingError, match=r"could not write the model dir .*model .*checkpoint in .*checkpoints holds the training"):
         outputs.save_model(model=None, weights={}, data_cfg=None, model_cfg=None, tokenizer=None,
                            checkpoint=tmp_path / "checkpoints")  # fmt: skip
+
+
+def test_a_refused_run_leaves_no_empty_run_folder_behind(sample_dir, tmp_path, tiny):
+    from tests.cli import mmsent
+
+    not_a_cache = tmp_path / "not-a-cache"
+    not_a_cache.mkdir()
+    (not_a_cache / "notes.txt").write_text("mine")
+    result = mmsent("train", "--data-dir", str(sample_dir), "--run-name", "refused", "--cache-dir", str(not_a_cache),
+                    *tiny, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "not an mmsent cache" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()  # made for the run, still empty: removed again
+    assert (not_a_cache / "notes.txt").read_text() == "mine"

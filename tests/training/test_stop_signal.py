@@ -35,3 +35,19 @@ def test_ctrl_c_after_sigterm_still_only_asks_to_stop():
         os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.signal == signal.SIGINT
+
+
+def test_a_repeated_sigterm_and_a_forked_worker_say_nothing_more(capsys):
+    """Ctrl-C reaches the whole process group, DataLoader workers (forked with the handler installed)
+    included: only the process that installed it stops the run and says so, once."""
+    with StopSignal() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert capsys.readouterr().err.count("stopping at the next safe point") == 1
+        child = os.fork()
+        if child == 0:  # the worker: its copy of the handler must neither record nor print anything
+            stop.signal = None
+            os.kill(os.getpid(), signal.SIGINT)
+            os._exit(0 if stop.signal is None else 1)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0

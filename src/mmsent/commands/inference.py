@@ -57,7 +57,9 @@ def add_parsers(commands) -> None:
     serve.add_argument("--model-dir", type=Path, required=True, help="a model dir written by mmsent train")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for other machines (default: 127.0.0.1)")
     serve.add_argument("--port", type=non_negative_int, default=8080, help="port; 0 picks a free one (default: 8080)")
-    serve.add_argument("--threads", type=positive_int, default=4, help="requests served at once (default: 4)")
+    serve.add_argument("--threads", type=positive_int, default=4, help="predictions at once (default: 4)")
+    serve.add_argument("--queue", type=non_negative_int, default=4, help="requests that may wait for a prediction thread; "
+                       "more get 503 with Retry-After at once, and /ping never waits behind them (default: 4)")
     serve.add_argument("--max-body-mb", type=positive_float, default=50.0, help="larger request bodies get 413 (default: 50)")
     serve.add_argument("--timeout", type=positive_float, default=60.0, help="seconds a request may take before 504 (default: 60)")
     _add_asr_model(serve)
@@ -190,7 +192,7 @@ def _run_serve(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.inference.predict import Predictor
     from mmsent.inference.server import ServeConfig, serve
 
-    cfg = ServeConfig(host=args.host, port=args.port, threads=args.threads, max_body_mb=args.max_body_mb, timeout=args.timeout)
+    cfg = ServeConfig(host=args.host, port=args.port, threads=args.threads, queue=args.queue, max_body_mb=args.max_body_mb, timeout=args.timeout)
     predictor = Predictor(args.model_dir, workers=1, asr_model=args.asr_model)
     serve(predictor, cfg, ready=lambda message: print(message, flush=True))
     print("stopped", flush=True)

@@ -171,8 +171,10 @@ def _build(splits: dict[str, SplitFiles], media: MediaConfig, folder: Path, work
             readers[split] = SplitCache(folder / split, rows, media)
             continue
         if entry is None or entry["fingerprint"] != fingerprint or not (folder / split / "done.npy").is_file():
-            if entry is not None:
+            if entry is not None and entry["fingerprint"] != fingerprint:
                 say(f"cache {folder}: the {split} split changed since it was cached; rebuilding it")
+            elif entry is not None:  # a build stopped before its arrays were all made (a full disk, say)
+                say(f"cache {folder}: the {split} split's arrays were not all made by an earlier build; making them again")
             manifest["splits"][split] = {"fingerprint": fingerprint, "rows": rows, "csv": _dataset_path(files), "complete": False}
             write_json_atomic(folder / MANIFEST, manifest)
             _create_split(folder / split, rows, media)

@@ -2,8 +2,8 @@
 
 Each clip is opened once and its packets demuxed once. Video frames are sampled evenly across the
 whole clip (the frame nearest each of N evenly spaced instants, by timestamp, not the first N),
-resized so that the short side fits, centre-cropped and converted to RGB; only the chosen frames are
-converted. Audio is downmixed to mono and resampled to the target rate by FFmpeg's resampler,
+resized so that the short side fits, centre-cropped, converted to RGB and turned upright by the
+stream's display rotation (phone clips); only the chosen frames are converted. Audio is downmixed to mono and resampled to the target rate by FFmpeg's resampler,
 whatever its channel layout. Demuxing stops once the last target frame and enough audio are in.
 
 Short H.264 clips hold one keyframe, so sampling across the clip means decoding it all. What can
@@ -292,9 +292,19 @@ class _EvenFrameSampler:
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
         if self.last_rgb is not None and self.last_rgb[0] is frame:
             return self.last_rgb[1]
-        rgb = resize_and_crop(frame, self.cfg.frame_size)
+        rgb = display_rotated(resize_and_crop(frame, self.cfg.frame_size), frame)
         self.last_rgb = (frame, rgb)
         return rgb
+
+
+def display_rotated(rgb: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
+    """The frame as a player shows it: turned by its stream's display matrix (a phone's portrait clip is
+    stored landscape with a 90 degree rotation), as FFmpeg's autorotate does. `frame.rotation` is
+    counter-clockwise degrees (libavutil's av_display_rotation_get; fftools' get_rotation negates it and turns
+    clockwise by the result: the same turn); np.rot90 turns counter-clockwise.
+    Turning the square centre crop equals cropping the turned frame: the centre and the short side stay."""
+    turns = round((frame.rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
 
 def resize_and_crop(frame: av.VideoFrame, size: int) -> np.ndarray:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mmsent.data.text_inputs import Turn
 from mmsent.inference.asr import PACKED_ASR_FOLDER
-from mmsent.inference.predict import Predictor, Request
+from mmsent.inference.predict import Predictor, Request, TooManyWindows
 
 try:  # inside the AWS inference container: the toolkit answers with this error's status_code
     from sagemaker_inference.errors import GenericInferenceToolkitError as _StatusError
@@ -39,7 +39,6 @@ except ImportError:  # anywhere else (mmsent serve): the same shape
 
 
 MEDIA_PREFIXES = ("video/", "audio/")
-MAX_WINDOWS = 1000  # per request: a timeline of a long scene, not an unbounded response
 
 
 class RequestError(_StatusError):
@@ -150,9 +149,10 @@ def predict_fn(data: Input, model: Predictor) -> list[dict]:
         if data.windows is not None and clip is None:
             raise RequestError(400, "\"windows\" needs \"media\": a transcript has no timeline")
         request = Request(clip=clip, text=data.text, name="request", speaker=data.speaker, past=data.past, future=data.future)
-        predictions = model.predict([request], every=data.windows)
-    if len(predictions) > MAX_WINDOWS:
-        raise RequestError(413, f"{len(predictions)} windows: more than {MAX_WINDOWS}; choose longer windows")
+        try:
+            predictions = model.predict([request], every=data.windows)
+        except TooManyWindows as problem:  # counted from the clip's duration, before decoding it
+            raise RequestError(413, str(problem)) from None
     if not any(any(p.present.values()) for p in predictions):
         issues = sorted({issue for p in predictions for issue in p.issues})
         raise RequestError(422, "nothing in the request could be used: the media " + (

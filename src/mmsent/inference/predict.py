@@ -12,7 +12,9 @@ audio, for a model trained with text.
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -72,10 +74,33 @@ class Prediction:
         return row
 
 
+MAX_WINDOWS = 1000  # per clip: a timeline of a long scene, not work (and memory) without bound
+
+# Set by whoever runs a prediction on its behalf (the server, for a request): once the event is set, the
+# prediction stops at its next boundary (a clip decoded, a batch scored) with Abandoned, freeing its thread.
+CANCELLED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("mmsent_prediction_cancelled", default=None)
+
+
+class Abandoned(Exception):
+    """The prediction was cancelled (CANCELLED set): nobody waits for its answer any more."""
+
+
+def stop_if_cancelled() -> None:
+    """The boundary check: raise Abandoned where this prediction's CANCELLED event is set."""
+    cancelled = CANCELLED.get()
+    if cancelled is not None and cancelled.is_set():
+        raise Abandoned("the prediction was cancelled")
+
+
+class TooManyWindows(SettingsError):
+    """A clip would be cut into more than MAX_WINDOWS windows: refused from its duration, before decoding."""
+
+
 def plan_windows(duration: float | None, seconds: float, every: float | None) -> list[tuple[float, float]] | None:
     """The (start, end) windows to classify, or None for the whole clip (as in training).
     `every` None: the whole clip up to `seconds` long, else its centre `seconds`. `every` S: windows
-    of S seconds from the start, the last one shorter where the clip ends."""
+    of S seconds from the start, the last one shorter where the clip ends; more than MAX_WINDOWS of
+    them is a TooManyWindows, counted from the duration before any frame is decoded."""
     if duration is None:
         return None  # no duration in the header: nothing to place windows by
     if every is None:
@@ -83,6 +108,12 @@ def plan_windows(duration: float | None, seconds: float, every: float | None) ->
             return None
         start = (duration - seconds) / 2
         return [(start, start + seconds)]
+    if not every > 0:
+        raise SettingsError(f"windows must be a positive number of seconds, got {every}")
+    count = math.ceil(duration / every)  # a float: 1e-300 s windows count as 2e300, never as an array
+    if count > MAX_WINDOWS:
+        raise TooManyWindows(f"windows of {every:g} s cut this {duration:.1f} s clip into {count:g} windows: more than "
+                             f"{MAX_WINDOWS}; choose windows of at least {duration / MAX_WINDOWS:.3g} s")  # fmt: skip
     starts = np.arange(0.0, duration, every)
     return [(float(s), float(min(s + every, duration))) for s in starts if duration - s > 1e-3]
 
@@ -152,6 +183,7 @@ class Predictor:
         rows: list[_Row] = []
         heard: list[tuple[int, np.ndarray]] = []  # (row, waveform) to transcribe
         for request in requests:
+            stop_if_cancelled()
             windows = next(decoded) if id(request) in decoding else [(None, None, None)]
             for span, clip, waveform in windows:
                 if waveform is not None:
@@ -160,6 +192,7 @@ class Predictor:
         self._transcribe(rows, heard)
         predictions = []
         for first in range(0, len(rows), self.batch_size):
+            stop_if_cancelled()
             predictions += self._score(rows[first : first + self.batch_size])
         return predictions
 

@@ -38,7 +38,7 @@ from mmsent import __version__
 from mmsent.config import MODEL_SETTINGS_ADDED
 from mmsent.errors import MmsentError
 from mmsent.features import tensors_digest
-from mmsent.files import sha256_of, write_atomic, write_json_atomic
+from mmsent.files import save_torch_atomic, sha256_of, write_json_atomic
 from mmsent.labels import label_maps
 
 FORMAT_VERSION = 1
@@ -162,14 +162,14 @@ class CheckpointFolder:
         landed = False
         try:
             self.prepare()
-            write_atomic(path, lambda temporary: torch.save(payload, temporary))
+            save_torch_atomic(path, payload)
             landed = True
             manifest = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path),
                         "epoch": payload["loop"]["epoch"], "batches_done": payload["loop"]["batches_done"],
                         "format_version": FORMAT_VERSION}  # fmt: skip
             write_json_atomic(path.with_suffix(".json"), manifest)
         except (OSError, RuntimeError) as error:
-            # torch.save reports a failed write as RuntimeError ("... file write failed").
+            # A failed write is an OSError naming its cause (save_torch_atomic); RuntimeError: torch could not serialise.
             if landed:  # the new .pt replaced any file of that name, and has no manifest: not usable
                 path.with_suffix(".json").unlink(missing_ok=True)
                 path.unlink(missing_ok=True)
