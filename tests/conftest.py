@@ -108,8 +108,8 @@ def _build_encoder(kind: str, folder: Path) -> None:
         model_class(config_class(**TINY_ENCODER_SIZE, **TINY_SPEECH_CONV, **layer_norm)).save_pretrained(folder)
         t.Wav2Vec2FeatureExtractor(do_normalize=kind == "wav2vec2", return_attention_mask=kind == "wav2vec2").save_pretrained(folder)
     elif kind == "vivit":  # its processor rescales to [-1, 1] (offset) before normalising
-        t.VivitModel(t.VivitConfig(image_size=32, num_frames=2, tubelet_size=(2, 16, 16), **TINY_ENCODER_SIZE),
-                     add_pooling_layer=False).save_pretrained(folder)
+        # With its pooler head, as hub checkpoints have it (mmsent drops it: nothing trains it).
+        t.VivitModel(t.VivitConfig(image_size=32, num_frames=2, tubelet_size=(2, 16, 16), **TINY_ENCODER_SIZE)).save_pretrained(folder)
         t.VivitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
     else:
         config_class, model_class = {"videomae": (t.VideoMAEConfig, t.VideoMAEModel),

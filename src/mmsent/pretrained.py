@@ -111,17 +111,20 @@ def load_backbone(name: str, pretrained: bool):
     # the module's attributes (TensorBoard's graph trace does) does not make transformers pick a default
     # and warn "`loss_type=None` ... ForCausalLMLoss" in every run.
     backbone.loss_function = None
-    return backbone
-
-
-def load_text_backbone(name: str, pretrained: bool):
-    backbone = load_backbone(name, pretrained)
-    # The encoder is mean-pooled (TextEncoder.features): a BERT-style pooler head would be weights that
-    # no loss reaches, which DistributedDataParallel refuses ("parameters that were not used in
-    # producing loss") and every checkpoint would carry for nothing. BERT's forward skips a None pooler.
+    # Every encoder is mean-pooled (encoders.py): a pooler head (BERT's, ViViT's) would be weights that no
+    # loss reaches, which DistributedDataParallel refuses ("parameters that were not used in producing
+    # loss") and every checkpoint would carry for nothing. Their forwards skip a None pooler.
     if getattr(backbone, "pooler", None) is not None:
         backbone.pooler = None
+    # LayerDrop (the wav2vec2 family's `layerdrop`) skips whole layers at random in training: their weights
+    # then get no gradient in that step, which DistributedDataParallel refuses likewise. Off, as for a
+    # frozen encoder it always is (eval mode).
+    if getattr(backbone.config, "layerdrop", 0.0):
+        backbone.config.layerdrop = 0.0
     return backbone
+
+
+load_text_backbone = load_backbone
 
 
 def save_processor(modality: str, name: str, folder: Path) -> None:

@@ -91,3 +91,25 @@ def test_encoder_names_are_checked_for_their_kind(tiny_encoders, tiny_text_model
         describe("video", str(tmp_path))
     with pytest.raises(SettingsError, match=r"cannot freeze audio: the audio CNN"):
         ModelConfig(freeze=("audio",))
+
+
+@pytest.mark.parametrize("audio, video", [("wav2vec2", "videomae"), ("hubert", "timesformer"), ("wav2vec2", "vivit")])
+def test_fine_tuned_encoders_give_every_trainable_weight_a_gradient_every_step(tiny_encoders, tiny_text_model, audio, video):
+    """What DistributedDataParallel needs of each step: no trainable weight without a gradient (no pooler head
+    that nothing trains, no LayerDrop skipping a layer at random)."""
+    cfg = ModelConfig(text_model=str(tiny_text_model), audio_model=str(tiny_encoders[audio]),
+                      video_model=str(tiny_encoders[video]), freeze=())  # fmt: skip
+    torch.manual_seed(0)
+    model = MultimodalSentimentModel(cfg).train()
+    assert model.encoders["audio"].backbone.config.layerdrop == 0.0
+    tokens = torch.randint(1000, 2000, (4, 8))
+    for _ in range(5):  # LayerDrop at 0.1 over two layers would skip one within a few steps
+        model.zero_grad(set_to_none=True)
+        batch = {"input_ids": tokens, "attention_mask": torch.ones(4, 8, dtype=torch.long), "target_mask": torch.ones(4, 8),
+                 "text_present": torch.ones(4, dtype=torch.bool), "frames": torch.randn(4, 3, 2, 32, 32),
+                 "video_present": torch.ones(4, dtype=torch.bool), "waveform": torch.randn(4, 16_000),
+                 "waveform_length": torch.tensor([16_000, 12_000, 8_000, 4_000]), "audio_present": torch.ones(4, dtype=torch.bool)}  # fmt: skip
+        logits = model(batch)
+        (logits["emotion"].sum() + logits["sentiment"].sum()).backward()
+        unreached = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert unreached == []
