@@ -8,7 +8,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from mmsent.config import DataConfig, ModelConfig, TrainConfig
+from mmsent.config import DataConfig, MediaConfig, ModelConfig, TrainConfig
 from mmsent.training.checkpoint import (
     CheckpointError, CheckpointFolder, LoopState, check_compatible, checkpoint_name, rng_state, set_rng_state,
 )  # fmt: skip
@@ -111,10 +111,14 @@ def test_partial_writes_are_cleaned_and_set_aside_moves_old_checkpoints(tmp_path
 def test_a_checkpoint_from_other_settings_is_refused_naming_them():
     configs = {"model": asdict(ModelConfig()), "data": asdict(DataConfig()), "train": asdict(TrainConfig())}
     payload = {"configs": configs, "labels": __import__("mmsent.labels").labels.label_maps(), "rng": [{}]}
-    more_epochs = {**configs, "train": asdict(TrainConfig(epochs=20, num_workers=0))}
-    check_compatible(payload, "c.pt", more_epochs, world_size=1)  # what may change between restarts
-    other = {**configs, "train": asdict(TrainConfig(learning_rate=1e-3)), "model": asdict(ModelConfig(embed_dim=64))}
-    with pytest.raises(CheckpointError, match=r"other settings \(model\.embed_dim, train\.learning_rate\)"):
+    changed = {**configs, "train": asdict(TrainConfig(epochs=20, num_workers=0, learning_rate=1e-4, early_stopping_patience=2))}
+    # What a user changes on purpose between restarts: named, one per setting (worker counts without a word).
+    assert check_compatible(payload, "c.pt", changed, world_size=1) == [
+        "early_stopping_patience 0 -> 2", "epochs 4 -> 20", "learning_rate 0.0005 -> 0.0001"]
+    other = {**configs, "train": asdict(TrainConfig(batch_size=8)), "model": asdict(ModelConfig(embed_dim=64)),
+             "data": asdict(DataConfig(media=MediaConfig(num_frames=8)))}  # fmt: skip
+    message = r"other settings \(model\.embed_dim 128 -> 64; data\.media\.num_frames 16 -> 8; train\.batch_size 16 -> 8\)"
+    with pytest.raises(CheckpointError, match=message):
         check_compatible(payload, "c.pt", other, world_size=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -127,9 +131,24 @@ def test_a_checkpoint_from_before_a_model_setting_existed_resumes_with_the_value
     del older["feature_norm"]  # written before the setting existed: trained without the norm
     configs = {"model": older, "data": asdict(DataConfig()), "train": asdict(TrainConfig())}
     payload = {"configs": configs, "labels": __import__("mmsent.labels").labels.label_maps(), "rng": [{}]}
-    with pytest.raises(CheckpointError, match=r"other settings \(model\.feature_norm\)"):
+    with pytest.raises(CheckpointError, match=r"other settings \(model\.feature_norm False -> True\)"):
         check_compatible(payload, "c.pt", {**configs, "model": asdict(ModelConfig())}, world_size=1)
     check_compatible(payload, "c.pt", {**configs, "model": asdict(ModelConfig(feature_norm=False))}, world_size=1)
+
+
+def test_a_checkpoint_of_an_older_layout_resumes_with_todays_settings():
+    """Written before the encoders, the waveform input, context turns and a training setting existed:
+    each missing setting counts as what that run had (the CNN, the log-mel, no context, the default)."""
+    model, data, train = asdict(ModelConfig(feature_norm=False)), asdict(DataConfig()), asdict(TrainConfig())
+    for key in ("feature_norm", "audio_model", "video_model"):
+        del model[key]
+    del data["audio_input"], data["text"]["context_past"], data["text"]["context_future"], train["max_bad_steps"]
+    payload = {"configs": {"model": model, "data": data, "train": train}, "labels": __import__("mmsent.labels").labels.label_maps(),
+               "rng": [{}]}  # fmt: skip
+    today = {"model": asdict(ModelConfig(feature_norm=False)), "data": asdict(DataConfig()), "train": asdict(TrainConfig())}
+    assert check_compatible(payload, "c.pt", today, world_size=1) == []
+    with pytest.raises(CheckpointError, match=r"model\.audio_model cnn -> facebook/wav2vec2-base"):
+        check_compatible(payload, "c.pt", today | {"model": today["model"] | {"audio_model": "facebook/wav2vec2-base"}}, world_size=1)
 
 
 def test_random_states_round_trip_through_weights_only_loading(tmp_path):

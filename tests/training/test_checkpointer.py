@@ -52,10 +52,25 @@ def test_saved_state_resumes_into_a_fresh_run_exactly(tmp_path):
     assert torch.equal(torch.rand(3), expected_draw)
 
 
+def test_a_learning_rate_changed_on_resume_takes_effect_where_the_schedule_was(tmp_path, capsys):
+    first = _run(tmp_path, TrainConfig(warmup_ratio=0.0))
+    for _ in range(5):
+        _step(first)
+    first.save(LoopState(epoch=2), None)
+    factor = first.optimizer.param_groups[0]["lr"] / first.optimizer.param_groups[0]["initial_lr"]  # cosine, 5 of 20 steps
+    second = _run(tmp_path, TrainConfig(warmup_ratio=0.0, learning_rate=1e-4, weight_decay=0.0))
+    second.resume()
+    group = second.optimizer.param_groups[0]
+    assert group["lr"] == pytest.approx(1e-4 * factor) and group["weight_decay"] == 0.0
+    assert "with changed settings: learning_rate 0.0005 -> 0.0001; weight_decay 0.01 -> 0.0" in capsys.readouterr().out
+    _step(second)  # and the schedule goes on from there, over the new base rate
+    assert group["lr"] == pytest.approx(1e-4 * second.scheduler.lr_lambdas[0](6))
+
+
 def test_a_checkpoint_of_other_settings_or_frozen_weights_is_refused(tmp_path):
     _run(tmp_path, TrainConfig()).save(LoopState(), None)
-    with pytest.raises(TrainingError, match="learning_rate"):
-        _run(tmp_path, TrainConfig(learning_rate=1e-3)).resume()
+    with pytest.raises(TrainingError, match="train.batch_size 16 -> 8"):
+        _run(tmp_path, TrainConfig(batch_size=8)).resume()
     other_frozen = _run(tmp_path, TrainConfig())
     other_frozen.frozen = "another digest"
     with pytest.raises(TrainingError, match="frozen backbone weights rebuilt now differ"):

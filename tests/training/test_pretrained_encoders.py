@@ -77,6 +77,7 @@ def test_transformers_audio_and_video_encoders_train_resume_predict_and_serve(sa
                      "--cache-dir", str(cache), *run_folders(run))  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout and "computing the frozen" not in resumed.stdout
+    assert "with changed settings: epochs 1 -> 2" in resumed.stdout
     assert len(json.loads((run / "output" / "history.json").read_text())) == 2
 
     clip = _good_clips(sample_dir)[0]

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from mmsent import __version__
-from mmsent.config import MODEL_SETTINGS_ADDED
+from mmsent.config import MODEL_SETTINGS_ADDED, DataConfig, ModelConfig, TrainConfig
 from mmsent.errors import MmsentError
 from mmsent.features import tensors_digest
 from mmsent.files import save_torch_atomic, sha256_of, write_json_atomic
@@ -44,10 +44,13 @@ from mmsent.labels import label_maps
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^checkpoint-(\d{4})-(\d{7})\.pt$")
 
-# Settings that may change between a run and its resumption (more epochs, other worker counts);
-# any other difference means the checkpoint belongs to a different run.
-RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "log_every", "checkpoint_every_steps", "checkpoint_every_minutes", "keep_checkpoints",
-                               "max_bad_steps", "early_stopping_patience", "resume", "cache_embeddings"})  # fmt: skip
+# What a resumed run may change. Model and data settings decide what the weights mean: they must match.
+# Training settings may change on purpose (more epochs, another learning rate, patience), each named in one
+# line as the run resumes, except those that decide which items each step sees and how steps are counted:
+TRAIN_MUST_MATCH = frozenset({"batch_size", "grad_accum_steps", "seed", "max_train_samples", "group_by_length", "scheduler"})
+# ...and these change nothing the run computes, so they change without a word.
+QUIET_CHANGES = frozenset({"num_workers", "log_every", "resume", "cache_embeddings", "keep_checkpoints", "checkpoint_every_steps",
+                           "checkpoint_every_minutes"})  # fmt: skip
 
 
 class CheckpointError(MmsentError, RuntimeError):
@@ -235,23 +238,31 @@ class CheckpointFolder:
                 leftover.unlink(missing_ok=True)
 
 
-def check_compatible(payload: dict, path: Path, configs: dict, world_size: int, data: dict[str, str] | None = None) -> None:
-    """Refuse to resume a different run: configs must match, apart from RESUMABLE_CHANGES, and so
-    must the data (where both the checkpoint and the caller have its fingerprints)."""
+def check_compatible(payload: dict, path: Path, configs: dict, world_size: int, data: dict[str, str] | None = None) -> list[str]:
+    """Refuse to resume a different run: model and data settings must match, training settings apart
+    from what may change (TRAIN_MUST_MATCH), and so must the data (where both the checkpoint and the
+    caller have its fingerprints). A setting the checkpoint lacks (written before it existed) counts as
+    the value it was trained with: MODEL_SETTINGS_ADDED's, else the setting's default. Returns the
+    training settings that changed on purpose, as "name old -> new" lines."""
     changed = sorted(split for split, fingerprint in (payload.get("data") or {}).items()
                      if data is not None and split in data and data[split] != fingerprint)  # fmt: skip
     if changed:
         raise CheckpointError(f"{path} was written training on other data: the {', '.join(changed)} split(s) differ "
                               "(CSV or clips); give the same --data-dir, another checkpoint folder, or --resume false")  # fmt: skip
-    # A model setting missing from either side (a checkpoint from before it existed) means the value it was trained with.
-    saved, configs = ({**both, "model": MODEL_SETTINGS_ADDED | both["model"]} for both in (payload["configs"], configs))
-    differences = [f"{section}.{key}" for section in ("model", "data", "train")
-                   for key in sorted(set(saved[section]) | set(configs[section]))
-                   if (section != "train" or key not in RESUMABLE_CHANGES)
-                   and _plain(saved[section].get(key)) != _plain(configs[section].get(key))]  # fmt: skip
+    differences, changes = [], []
+    for section in ("model", "data", "train"):
+        now = _flat(configs[section])
+        saved = _flat(_WRITTEN_BEFORE[section]) | _flat(payload["configs"][section])  # what a missing key was
+        for key in sorted(now):  # a key only the checkpoint has: a setting since removed, nothing to compare
+            if _plain(saved.get(key)) == _plain(now[key]):
+                continue
+            if section != "train" or key in TRAIN_MUST_MATCH:
+                differences.append(f"{section}.{key} {_show(saved.get(key))} -> {_show(now[key])}")
+            elif key not in QUIET_CHANGES:
+                changes.append(f"{key} {_show(saved.get(key))} -> {_show(now[key])}")
     if differences:
         raise CheckpointError(
-            f"{path} was written by a run with other settings ({', '.join(differences)}); "
+            f"{path} was written by a run with other settings ({'; '.join(differences)}); "
             "use another checkpoint folder, or --resume false to start afresh"
         )
     if payload["labels"] != label_maps():
@@ -259,6 +270,33 @@ def check_compatible(payload: dict, path: Path, configs: dict, world_size: int, 
     if len(payload["rng"]) != world_size:
         warnings.warn(f"{path} was written by {len(payload['rng'])} processes, this run has {world_size}: "
                       "the data order is the same, random dropout masks are not", stacklevel=2)  # fmt: skip
+    return changes
+
+
+def _defaults() -> dict[str, dict]:
+    """What a checkpoint written before a setting existed was run with: the value MODEL_SETTINGS_ADDED
+    names for model settings (and context turns 0, the log-mel, for data), else the setting's default."""
+    data = asdict(DataConfig())
+    data["text"] |= {"context_past": 0, "context_future": 0}  # before context turns, each utterance was read alone
+    return {"model": asdict(ModelConfig()) | MODEL_SETTINGS_ADDED, "data": data, "train": asdict(TrainConfig())}
+
+
+_WRITTEN_BEFORE = _defaults()
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    """Nested settings as one level: {"media": {"num_frames": 16}} -> {"media.num_frames": 16}."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _plain(value):

@@ -34,6 +34,7 @@ class Checkpointer:
         self.folder = CheckpointFolder(folder, cfg.keep_checkpoints)
         self.dist, self.configs, self.data, self.frozen = dist, configs, data, frozen
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.cfg = cfg
         self.every_steps = cfg.checkpoint_every_steps
         self.every_seconds = 60 * (cfg.checkpoint_every_minutes or 0)
         self.last_saved = time.monotonic()
@@ -95,9 +96,11 @@ class Checkpointer:
             raise TrainingError(f"rank {dist.rank} cannot read the checkpoint rank 0 chose ({problem}): the checkpoint "
                                "folder must be shared by, or synced to, every machine") from None  # fmt: skip
         try:
-            check_compatible(payload, chosen, self.configs, dist.world_size, self.data)
+            changes = check_compatible(payload, chosen, self.configs, dist.world_size, self.data)
         except CheckpointError as problem:
             raise TrainingError(str(problem)) from None
+        if changes and dist.is_main:
+            print(f"resuming {chosen.name} with changed settings: {'; '.join(changes)}")
         if payload["frozen_digest"] != self.frozen:
             raise TrainingError(f"{chosen}: the frozen backbone weights rebuilt now differ from the checkpoint's "
                                "(other pretrained weights file?); use --resume false to start afresh")  # fmt: skip
@@ -107,6 +110,9 @@ class Checkpointer:
             raise TrainingError(f"{chosen}: {problem}") from None
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
+        saved = payload["configs"]["train"]
+        apply_rates(self.optimizer, self.scheduler, self.cfg, saved.get("learning_rate", self.cfg.learning_rate),
+                    saved.get("encoder_learning_rate", self.cfg.encoder_learning_rate))  # fmt: skip
         if not load_scaler_state(self.scaler, payload["scaler"]) and self.scaler.is_enabled() and dist.is_main:
             print(f"{chosen}: written without loss scaling (bf16, fp32 or the CPU); fp16's loss scale starts afresh")
         rng = payload["rng"]
@@ -122,3 +128,19 @@ def load_scaler_state(scaler: torch.amp.GradScaler, state: dict) -> bool:
         return False
     scaler.load_state_dict(state)
     return True
+
+
+def apply_rates(optimizer: torch.optim.Optimizer, scheduler, cfg: TrainConfig, saved_rate: float, saved_encoder_rate: float) -> None:
+    """This run's learning rates and weight decay over the restored optimizer and schedule, which hold the
+    checkpoint's: a rate changed on resume takes effect at once, at the point of the schedule the run had
+    reached (a LambdaLR's factor of the new base rate; a plateau's reductions kept, as a share of it)."""
+    for index, group in enumerate(optimizer.param_groups):
+        encoders = group["name"].startswith("encoders")
+        base, before = (cfg.encoder_learning_rate, saved_encoder_rate) if encoders else (cfg.learning_rate, saved_rate)
+        if not group["name"].endswith("_no_decay"):
+            group["weight_decay"] = cfg.weight_decay
+        if hasattr(scheduler, "lr_lambdas"):  # warm-up then cosine, linear or constant (transformers' LambdaLR)
+            scheduler.base_lrs[index] = group["initial_lr"] = base
+            group["lr"] = base * scheduler.lr_lambdas[index](scheduler.last_epoch)
+        elif before != base:  # ReduceLROnPlateau: the halvings so far, of the new rate
+            group["lr"] *= base / before
