@@ -268,8 +268,11 @@ def check_compatible(payload: dict, path: Path, configs: dict, world_size: int, 
     if payload["labels"] != label_maps():
         raise CheckpointError(f"{path}: its label maps differ from this version's")
     if len(payload["rng"]) != world_size:
-        warnings.warn(f"{path} was written by {len(payload['rng'])} processes, this run has {world_size}: "
-                      "the data order is the same, random dropout masks are not", stacklevel=2)  # fmt: skip
+        # Each rank skips the batches it trained of the epoch in progress, and the schedule counts global steps:
+        # with another number of processes both would be wrong (items trained twice, others skipped).
+        raise CheckpointError(f"{path} was written by {len(payload['rng'])} training process(es), this run has "
+                              f"{world_size}: resume with {len(payload['rng'])} (torchrun --nproc-per-node and nodes as "
+                              "before), or --resume false to start afresh")  # fmt: skip
     return changes
 
 
