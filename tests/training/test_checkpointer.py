@@ -97,3 +97,33 @@ def test_a_finished_run_keeps_its_newest_checkpoint_unless_a_trail_was_asked_for
     kept = CheckpointFolder(tmp_path, keep).checkpoints()
     assert [p.name for p in kept] == [f"checkpoint-{e:04d}-0000000.pt" for e in (4, 3, 2)][:left]
     assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(p.with_suffix(".json").name for p in kept)
+
+
+def test_more_epochs_after_a_finished_run_go_on_from_the_rate_reached_without_a_jump(tmp_path):
+    """A finished 2-epoch cosine run (10 steps an epoch: its rate near zero) resumed with --epochs 4: rebuilt
+    for 40 steps, the schedule alone would jump to half the base rate at once; instead it warms up from
+    where it stood and decays to zero at the new end, never moving more than a warm-up step at a time."""
+    from types import SimpleNamespace
+
+    from mmsent.training.loop import continue_schedule
+
+    short, longer = TrainConfig(epochs=2, warmup_ratio=0.1), TrainConfig(epochs=4, warmup_ratio=0.1)
+    first = _run(tmp_path, short)  # its schedule spans 20 steps
+    for _ in range(20):
+        _step(first)
+    first.save(LoopState(epoch=3, optimizer_steps=20), None)
+    second = _run(tmp_path, longer)
+    second.scheduler = make_scheduler(second.optimizer, longer, total_steps=40)
+    state, _ = second.resume()
+    jumped = second.optimizer.param_groups[0]["lr"]
+    run = SimpleNamespace(cfg=longer, scheduler=second.scheduler, optimizer=second.optimizer, say=print, batches_per_epoch=10)
+    continue_schedule(run, state, second.saved_train["epochs"], second.rate_reached)
+    rates = [second.optimizer.param_groups[0]["lr"]]
+    for _ in range(20):
+        _step(second)
+        rates.append(second.optimizer.param_groups[0]["lr"])
+    base = longer.learning_rate
+    assert jumped > 0.4 * base and rates[0] < 0.01 * base  # rebuilt, it jumped; continued, it starts where it stood
+    assert max(abs(b - a) for a, b in zip(rates, rates[1:])) <= base / 2 + 1e-12  # the warm-up's 2 steps
+    assert max(rates) == pytest.approx(base) and rates[-1] == pytest.approx(0.0, abs=1e-12)
+    assert state.schedule_restart == [20, pytest.approx(rates[0] / base)]  # kept: a later resume restarts alike

@@ -72,6 +72,9 @@ class LoopState:
     epochs_without_gain: int = 0
     finished: bool = False  # early stopping ended the run
     skipped_steps: int = 0  # non-finite losses or gradients, over the whole run
+    # Where a run resumed with other --epochs restarted its schedule: [optimizer step, rate factor there]
+    # (training/loop.py: continue_schedule); None while the schedule is the one the run started with.
+    schedule_restart: list | None = None
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

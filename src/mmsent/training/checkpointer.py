@@ -35,6 +35,8 @@ class Checkpointer:
         self.dist, self.configs, self.data, self.frozen = dist, configs, data, frozen
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.cfg = cfg
+        self.saved_train: dict | None = None  # the resumed checkpoint's training settings
+        self.rate_reached = 1.0  # and the factor of the base rate its schedule had reached
         self.every_steps = cfg.checkpoint_every_steps
         self.every_seconds = 60 * (cfg.checkpoint_every_minutes or 0)
         self.last_saved = time.monotonic()
@@ -110,7 +112,9 @@ class Checkpointer:
             raise TrainingError(f"{chosen}: {problem}") from None
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        saved = payload["configs"]["train"]
+        first = self.optimizer.param_groups[0]
+        self.rate_reached = first["lr"] / first.get("initial_lr", first["lr"])  # the schedule's factor when it was saved
+        saved = self.saved_train = payload["configs"]["train"]
         apply_rates(self.optimizer, self.scheduler, self.cfg, saved.get("learning_rate", self.cfg.learning_rate),
                     saved.get("encoder_learning_rate", self.cfg.encoder_learning_rate))  # fmt: skip
         if not load_scaler_state(self.scaler, payload["scaler"]) and self.scaler.is_enabled() and dist.is_main:

@@ -245,6 +245,7 @@ def start(run: Run) -> tuple[LoopState, dict | None]:
         run.log.graph(run.model, to_device(next(iter(run.val_loader)), run.device))
         return LoopState(), None
     state, best_weights = resumed
+    continue_schedule(run, state, run.checkpointer.saved_train.get("epochs", cfg.epochs), run.checkpointer.rate_reached)
     folder = run.paths.checkpoint_dir
     if state.finished or state.epoch > cfg.epochs:
         say(f"resumed from {folder}: training already ended after epoch {state.epoch - 1}; scoring the best epoch again")
@@ -487,6 +488,45 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
     if cfg.scheduler == "constant":
         return get_constant_schedule_with_warmup(optimizer, warmup)
     return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
+
+
+def continue_schedule(run: Run, state: LoopState, saved_epochs: int, rate_reached: float) -> None:
+    """A run resumed with other --epochs goes on from the rate it had reached, never jumping: rebuilt for
+    the new total, warm-up then cosine or linear would set the rate of a far earlier point of the curve
+    (after a finished run, from about zero to half the base rate at once). So the schedule restarts
+    where the run stands: it warms up from the current rate to the base rate over the warm-up share of
+    the steps left, then decays as before to zero at the new end (with no warm-up, it decays on from the
+    current rate). A constant or plateau schedule does not depend on the total and goes on as it was."""
+    cfg, scheduler = run.cfg, run.scheduler
+    if cfg.scheduler not in ("cosine", "linear"):
+        return
+    if saved_epochs != cfg.epochs:
+        state.schedule_restart = [scheduler.last_epoch, rate_reached]
+        run.say(f"--epochs {saved_epochs} -> {cfg.epochs}: the {cfg.scheduler} schedule restarts from the rate reached at "
+                f"step {scheduler.last_epoch}: warm-up to --learning-rate, then down to zero at the new end")  # fmt: skip
+    if state.schedule_restart is None:
+        return
+    start, start_factor = state.schedule_restart
+    total = -(-run.batches_per_epoch // cfg.grad_accum_steps) * cfg.epochs
+    factor = _restarted_factor(cfg.scheduler, cfg.warmup_ratio, start, start_factor, total)
+    scheduler.lr_lambdas = [factor] * len(scheduler.lr_lambdas)
+    for group, base in zip(run.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = base * factor(scheduler.last_epoch)
+
+
+def _restarted_factor(kind: str, warmup_ratio: float, start: int, start_factor: float, total: int):
+    span = max(total - start, 1)
+    warm = int(warmup_ratio * span)
+
+    def factor(step: int) -> float:
+        done = step - start
+        if done < warm:
+            return start_factor + (1.0 - start_factor) * done / warm
+        progress = min(max((done - warm) / max(span - warm, 1), 0.0), 1.0)
+        shape = 0.5 * (1.0 + math.cos(math.pi * progress)) if kind == "cosine" else 1.0 - progress
+        return shape * (1.0 if warm else start_factor)
+
+    return factor
 
 
 def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
