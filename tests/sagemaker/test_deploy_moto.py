@@ -156,3 +156,25 @@ def test_deploy_refuses_an_asr_model_that_is_not_a_folder(aws, tiny_model_dir, t
     assert result.returncode == 2 and f"--asr-model {tmp_path / 'no-whisper'}: no such folder" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert _keys(clients["s3"]) == before and clients["sagemaker"].list_endpoints()["Endpoints"] == []
+
+
+@pytest.mark.parametrize("placement, workers", [
+    ({"instance_type": "ml.m5.xlarge"}, "1"),  # TorchServe's default would be one whole model copy per vCPU
+    ({"instance_type": None, "serverless_memory_mb": 3072}, "1"),
+    ({"instance_type": "ml.g5.12xlarge"}, "4"),  # one per GPU: each worker on the GPU the server gives it
+])  # fmt: skip
+def test_the_model_server_runs_one_worker_per_gpu_or_one(placement, workers):
+    settings = dict(role_arn=ROLE, image_uri="i", model_data_url="s3://b/k", region="us-east-1", endpoint_name="emotions")
+    environment = endpoint_requests(EndpointSettings(**settings, **placement))["create_model"]["PrimaryContainer"]["Environment"]
+    assert environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == workers
+
+
+def test_model_fn_takes_the_model_servers_context_and_its_gpu():
+    """The inference toolkit passes its context to a model_fn of two parameters (transformer._run_handler_function)."""
+    import inspect
+
+    from mmsent.inference import handler
+
+    assert len(inspect.signature(handler.model_fn).parameters) == 2
+    assert handler.worker_device(3, cuda=True) == "cuda:3" and handler.worker_device(None, cuda=True) == "cuda"
+    assert handler.worker_device(3, cuda=False) == "cpu"

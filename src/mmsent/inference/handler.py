@@ -24,6 +24,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from mmsent.data.text_inputs import Turn
 from mmsent.inference.asr import PACKED_ASR_FOLDER
 from mmsent.inference.predict import Predictor, Request, TooManyWindows
@@ -63,11 +65,23 @@ class Input:
     future: tuple[Turn, ...] = ()
 
 
-def model_fn(model_dir: str) -> Predictor:
+def model_fn(model_dir: str, context=None) -> Predictor:
     """The model dir SageMaker unpacked to /opt/ml/model (model.tar.gz's top level is the model dir),
-    with the speech-recognition model `mmsent deploy --asr-model` packed beside it, if any."""
+    with the speech-recognition model `mmsent deploy --asr-model` packed beside it, if any. `context`:
+    the model server's, which the inference toolkit passes to a model_fn that takes a second argument
+    (sagemaker_inference.transformer._run_handler_function); TorchServe gives each worker its GPU there."""
     asr = Path(model_dir) / PACKED_ASR_FOLDER
-    return Predictor(Path(model_dir), workers=1, asr_model=str(asr) if asr.is_dir() else None)
+    gpu_id = context.system_properties.get("gpu_id") if context is not None else None
+    return Predictor(Path(model_dir), device=worker_device(gpu_id, torch.cuda.is_available()), workers=1,
+                     asr_model=str(asr) if asr.is_dir() else None)  # fmt: skip
+
+
+def worker_device(gpu_id: int | None, cuda: bool) -> str:
+    """The device of a model-server worker: the GPU the server gave it (each worker its own, round-robin,
+    not all on GPU 0), else the CPU."""
+    if not cuda:
+        return "cpu"
+    return f"cuda:{gpu_id}" if gpu_id is not None else "cuda"
 
 
 def input_fn(body: bytes | str, content_type: str) -> Input:

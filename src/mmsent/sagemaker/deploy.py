@@ -21,7 +21,7 @@ from mmsent.errors import SettingsError
 from mmsent.inference.asr import PACKED_ASR_FOLDER
 from mmsent.inference.predict import Predictor
 from mmsent.model_dir import CARD, CONFIG, ENCODER_FILES, LABELS, METRICS, WEIGHTS, load_model_dir
-from mmsent.sagemaker.images import ENDPOINT_INSTANCES, inference_image, unknown_instance_type
+from mmsent.sagemaker.images import ENDPOINT_INSTANCES, gpus_per_instance, inference_image, unknown_instance_type
 from mmsent.sagemaker.package import add_bytes, add_code, conflicts_with, requirements_for, write_tar_gz
 
 ENTRY_MODULE = "inference.py"
@@ -112,6 +112,10 @@ def endpoint_requests(settings: EndpointSettings, stamp: str | None = None) -> d
         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
         "SAGEMAKER_REGION": settings.region,
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        # Model-server workers, each a whole copy of the model: TorchServe's default is one per vCPU (on a
+        # CPU or serverless endpoint, many copies that share the same cores and memory). One per GPU on a
+        # GPU instance (model_fn places each on the GPU it is given), else one.
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(max(1, gpus_per_instance(settings.instance_type or ""))),
     }
     return {
         "create_model": {"ModelName": model_name, "ExecutionRoleArn": settings.role_arn,
