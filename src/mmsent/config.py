@@ -207,6 +207,9 @@ class TrainConfig:
                                        "unless this is above 2")
     resume: bool = setting(True, "continue from the newest valid checkpoint in the checkpoint folder, if there is one")
     max_bad_steps: int = setting(10, "non-finite losses in a row (each step skipped) that stop the run")
+    dist_timeout_minutes: float | None = setting(None, "under torchrun, how long a training collective waits for every "
+                                                       "process (default: torch's, 10 minutes under NCCL); set-up waits such "
+                                                       "as the media cache build have 24 hours of their own")
     cache_embeddings: bool = setting(True, "frozen backbones run once per dataset (on the media cache) and their outputs "
                                            "are reused")
 
@@ -238,6 +241,8 @@ class TrainConfig:
             raise SettingsError(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
         if self.checkpoint_every_minutes is not None and self.checkpoint_every_minutes < 0:  # NaN, inf: require_finite
             raise SettingsError(f"checkpoint_every_minutes must be a finite number of minutes, 0 or more, got {self.checkpoint_every_minutes}")
+        if self.dist_timeout_minutes is not None and not self.dist_timeout_minutes > 0:
+            raise SettingsError(f"dist_timeout_minutes must be a positive number of minutes, got {self.dist_timeout_minutes}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise SettingsError(f"max_train_samples must be at least 1, got {self.max_train_samples}")
 

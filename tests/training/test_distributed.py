@@ -42,3 +42,56 @@ def test_two_gloo_processes_end_with_the_metrics_of_one_process_with_the_same_gl
     got = assert_same_run_results(tmp_path / "two", tmp_path / "one", loss_tolerance=1e-4)
     # The validation split (10 items) is sharded 5 + 5 and gathered: every item counted once.
     assert sum(sum(row) for row in got["validation"]["emotion"]["confusion_matrix"]) == 10
+
+
+def _wait_out_slow_set_up(rank: int, port: int, results) -> None:
+    """One of two gloo processes whose training collectives time out after 3 s (the rendezvous, under load,
+    needs some); rank 0 spends 4 s on set-up work (a cache build, say) before both meet in the set-up
+    group, then 4 s more before a training barrier."""
+    import time
+    from datetime import timedelta
+
+    import torch.distributed as torch_dist
+
+    from mmsent.training import distributed
+    from mmsent.training.distributed import DistInfo
+
+    os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    info = DistInfo(rank=rank, local_rank=rank, world_size=2)
+    distributed.start(info, timeout=timedelta(seconds=3))
+    outcomes = []
+    for wait in (lambda: distributed.setup_barrier(info), torch_dist.barrier):
+        if rank == 0:
+            time.sleep(4)
+        try:
+            wait()
+            outcomes.append("met")
+        except RuntimeError:  # gloo: "Timed out waiting 3000ms for recv operation to complete"
+            outcomes.append("timed out")
+            break
+    results.put((rank, outcomes))
+    results.close()
+    results.join_thread()  # the answer sent before leaving
+    os._exit(0)  # leave without tearing the group down: a timed-out peer may be gone
+
+
+def test_set_up_work_longer_than_the_collective_timeout_is_waited_out_outside_the_training_group():
+    """The media cache build and the frozen outputs run on local rank 0 while the others wait; under NCCL a
+    training collective gives up after 10 minutes, which decoding MELD outlasts. Those waits use a group of
+    their own (distributed.setup_barrier): rank 1 waits out rank 0's 4 s there, and the same wait in a
+    training collective, after it, times out at 3 s."""
+    import multiprocessing
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    processes = [context.Process(target=_wait_out_slow_set_up, args=(rank, port, results)) for rank in (0, 1)]
+    for process in processes:
+        process.start()
+    got = dict(results.get(timeout=60) for _ in processes)
+    for process in processes:
+        process.join(timeout=30)
+    assert got[1] == ["met", "timed out"] and got[0][0] == "met"

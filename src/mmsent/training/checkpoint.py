@@ -50,7 +50,7 @@ _NAME = re.compile(r"^checkpoint-(\d{4})-(\d{7})\.pt$")
 TRAIN_MUST_MATCH = frozenset({"batch_size", "grad_accum_steps", "seed", "max_train_samples", "group_by_length", "scheduler"})
 # ...and these change nothing the run computes, so they change without a word.
 QUIET_CHANGES = frozenset({"num_workers", "log_every", "resume", "cache_embeddings", "keep_checkpoints", "checkpoint_every_steps",
-                           "checkpoint_every_minutes"})  # fmt: skip
+                           "checkpoint_every_minutes", "dist_timeout_minutes"})  # fmt: skip
 
 
 class CheckpointError(MmsentError, RuntimeError):

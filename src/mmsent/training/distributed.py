@@ -8,9 +8,17 @@ CPU. Every collective here is a no-op in a single process, so the loop never bra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as torch_dist
+
+# How long a rank waits for local rank 0's set-up work: the media cache build, the frozen outputs, a weight
+# download. Decoding MELD or running a transformers video encoder over it on a CPU takes hours (see
+# benchmarks/bench_encoders.py), far past a training collective's timeout (NCCL's default is 10 minutes), so
+# these waits go through a group of their own (gloo, which waits on the CPU) with this limit.
+SETUP_TIMEOUT = timedelta(hours=24)
+_setup_group = None  # that group, made by start()
 
 
 @dataclass(frozen=True)
@@ -29,8 +37,10 @@ class DistInfo:
         return self.rank == 0
 
 
-def start(info: DistInfo) -> torch.device:
-    """Join the process group (when there is one) and pick this process's device."""
+def start(info: DistInfo, timeout: timedelta | None = None) -> torch.device:
+    """Join the process group (when there is one) and pick this process's device. `timeout`: how long a
+    training collective waits for every rank (None: torch's default for the backend)."""
+    global _setup_group
     if torch.cuda.is_available():
         torch.cuda.set_device(info.local_rank)
         device = torch.device("cuda", info.local_rank)
@@ -39,13 +49,16 @@ def start(info: DistInfo) -> torch.device:
     if info.enabled and not torch_dist.is_initialized():
         # MASTER_ADDR/MASTER_PORT come from torchrun through the environment (env:// rendezvous).
         torch_dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                      rank=info.rank, world_size=info.world_size)  # fmt: skip
+                                      rank=info.rank, world_size=info.world_size, timeout=timeout)  # fmt: skip
+        _setup_group = torch_dist.new_group(backend="gloo", timeout=SETUP_TIMEOUT)
     return device
 
 
 def stop(info: DistInfo) -> None:
+    global _setup_group
     if info.enabled and torch_dist.is_initialized():
-        torch_dist.destroy_process_group()
+        torch_dist.destroy_process_group()  # every group, the set-up one too
+        _setup_group = None
 
 
 def any_rank(info: DistInfo, flags: list[bool], device: torch.device) -> list[bool]:
@@ -75,6 +88,8 @@ def gather_objects(info: DistInfo, value) -> list:
     return gathered
 
 
-def barrier(info: DistInfo) -> None:
+def setup_barrier(info: DistInfo) -> None:
+    """Wait for every rank after set-up work one of them does (a cache build), within SETUP_TIMEOUT rather
+    than the training collectives' timeout."""
     if info.enabled:
-        torch_dist.barrier()
+        torch_dist.barrier(group=_setup_group)

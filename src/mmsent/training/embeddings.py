@@ -46,7 +46,7 @@ def attach_frozen_features(model: MultimodalSentimentModel, datasets: dict[str, 
             if not path.is_file() and dist.local_rank == 0:
                 say(f"computing the frozen {modality} backbone's outputs for {split} once: {path}")
                 save_features(path, _compute(model, modality, loader(dataset), device))
-            distributed.barrier(dist)
+            distributed.setup_barrier(dist)  # however long local rank 0 computes: outside the training group
             dataset.use_features(modality, load_features(path))
         else:
             served.append(modality)

@@ -42,6 +42,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -150,7 +151,8 @@ def _train(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Model
 def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig,
               paths: RunPaths, dist: DistInfo, outputs: RunOutputs) -> Run:
     """Data, model, loss, optimizer, schedule, TensorBoard log and checkpointer for one run."""
-    device = distributed.start(dist)
+    timeout = timedelta(minutes=cfg.dist_timeout_minutes) if cfg.dist_timeout_minutes is not None else None
+    device = distributed.start(dist, timeout)
     say = print if dist.is_main else _silent
     # Every rank, on every machine, starts from the same seed, so all build the same weights: frozen backbones
     # are never synchronised by DDP (which copies rank 0's trainable ones), and the frozen-output store is
@@ -159,7 +161,7 @@ def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Mo
     if "video" in model_cfg.modalities and model_cfg.video_model == VIDEO_R3D:
         if dist.local_rank == 0:  # one download per machine, before the hours a cache build can take
             fetch_video_weights(model_cfg.video_weights)
-        distributed.barrier(dist)
+        distributed.setup_barrier(dist)
     precision = choose_precision(cfg.amp, device, cfg.amp_dtype)
     say(f"device {device}, {precision.name}, {torch.get_num_threads()} torch threads"
         + (f", {dist.world_size} processes (DDP)" if dist.enabled else ""))  # fmt: skip
@@ -392,7 +394,7 @@ def _media_caches(splits: dict[str, SplitFiles], data_cfg: DataConfig, cfg: Trai
     workers = max(cfg.num_workers, 1)
     if dist.local_rank == 0:
         caches = build_cache(splits, data_cfg.media, paths.cache_dir, workers, say=say, rebuild=paths.rebuild_cache)
-    distributed.barrier(dist)
+    distributed.setup_barrier(dist)  # the others wait out the build, however long, outside the training group
     if dist.local_rank != 0:
         caches = build_cache(splits, data_cfg.media, paths.cache_dir, workers, progress=False, say=_silent)  # finds it complete
     if caches:
