@@ -70,10 +70,10 @@ def tiny_text_model(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from mmsent.pretrained import text_model_source
+    from mmsent.pretrained import model_source
 
     def build(folder: Path) -> None:
-        tokenizer = AutoTokenizer.from_pretrained(text_model_source("default"))
+        tokenizer = AutoTokenizer.from_pretrained(model_source("default"))
         torch.manual_seed(0)
         BertModel(BertConfig(vocab_size=tokenizer.vocab_size, **TINY_TEXT_SIZE), add_pooling_layer=False).save_pretrained(folder)
         tokenizer.save_pretrained(folder)

@@ -155,6 +155,13 @@ class ModelConfig:
             raise SettingsError(f"audio_channels must be one or more positive widths, got "
                                 f"{','.join(map(str, self.audio_channels)) or 'none'}")
 
+    def transformers_encoders(self) -> dict[str, str]:
+        """The modalities of this model whose encoder is a transformers model: modality -> its name or folder
+        (text always; audio and video where another model than the built-in CNN and R3D-18 is named)."""
+        names = {"text": self.text_model, "audio": self.audio_model, "video": self.video_model}
+        built_in = {"audio": AUDIO_CNN, "video": VIDEO_R3D}
+        return {m: name for m, name in names.items() if m in self.modalities and name != built_in.get(m)}
+
     @property
     def audio_input(self) -> str:
         """What the audio encoder reads: the log-mel (the CNN) or the waveform (a speech encoder)."""
@@ -281,12 +288,16 @@ def _typed(value, hint, where: str):
     return float(value) if hint is float else value
 
 
+# Data settings added after model dirs and checkpoints were first written, with the value an older one was
+# made with: before context turns, each utterance was read alone. (audio_input's default, the log-mel, is
+# what older ones read.)
+TEXT_SETTINGS_ADDED: dict[str, object] = {"context_past": 0, "context_future": 0}
+
+
 def data_config_from_dict(values: dict, where: str = "data") -> DataConfig:
     """Rebuild a DataConfig written as JSON (tuples come back as lists)."""
     if isinstance(values, dict) and isinstance(values.get("text"), dict):
-        # A model dir from before context turns existed read each utterance alone: 0 and 0, whatever today's defaults.
-        values = values | {"text": {"context_past": 0, "context_future": 0} | values["text"]}
-    # Older model dirs lack audio_input: the CNN's log-mel, the field's default.
+        values = values | {"text": TEXT_SETTINGS_ADDED | values["text"]}
     return from_json(DataConfig, values, where)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from mmsent import __version__
-from mmsent.config import AUDIO_CNN, VIDEO_R3D, DataConfig, ModelConfig, data_config_from_dict, model_config_from_dict
+from mmsent.config import DataConfig, ModelConfig, data_config_from_dict, model_config_from_dict
 from mmsent.files import save_torch_atomic, write_json_atomic
 from mmsent.labels import label_maps
 from mmsent.errors import MmsentError, SettingsError
@@ -57,7 +57,7 @@ def save_model_dir(folder: Path, model: torch.nn.Module, data_cfg: DataConfig, m
     for name in RESULTS:
         (folder / name).unlink(missing_ok=True)
     writers = {TEXT: functools.partial(_save_text, model, tokenizer)} if "text" in model.encoders else {}
-    for modality, name in _transformers_encoders(model_cfg).items():
+    for modality, name in _media_encoders(model_cfg).items():
         writers[ENCODER_FOLDERS[modality]] = functools.partial(save_processor, modality, name)
     for name in ENCODER_FILES:
         if name in writers:
@@ -109,7 +109,7 @@ def load_model_dir(folder: Path, device: torch.device | str = "cpu"):
     if "text" in model_cfg.modalities:
         model_cfg = replace(model_cfg, text_model=str(folder / TEXT))
         tokenizer = load_tokenizer(str(folder / TEXT))
-    for modality in _transformers_encoders(model_cfg):
+    for modality in _media_encoders(model_cfg):
         own = folder / ENCODER_FOLDERS[modality]
         if not (own / "config.json").is_file():
             raise ModelDirError(f"{folder}: no {ENCODER_FOLDERS[modality]}/config.json for its {modality} encoder")
@@ -153,7 +153,6 @@ def _replace_folder(path: Path, write) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _transformers_encoders(model_cfg: ModelConfig) -> dict[str, str]:
-    """The model's transformers audio and video encoders: modality -> the name or folder they load from."""
-    chosen = {"audio": (model_cfg.audio_model, AUDIO_CNN), "video": (model_cfg.video_model, VIDEO_R3D)}
-    return {m: name for m, (name, built_in) in chosen.items() if m in model_cfg.modalities and name != built_in}
+def _media_encoders(model_cfg: ModelConfig) -> dict[str, str]:
+    """The model's transformers audio and video encoders (text has its own folder and tokenizer)."""
+    return {m: name for m, name in model_cfg.transformers_encoders().items() if m in ENCODER_FOLDERS}

@@ -33,8 +33,6 @@ def model_source(name: str) -> str:
     return str(local) if local.exists() else name
 
 
-text_model_source = model_source
-
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -66,16 +64,16 @@ def describe(modality: str, name: str) -> EncoderSpec:
     if takes != MAIN_INPUT[modality] or (modality == "video" and not hasattr(config, "num_frames")):
         kind = {"text": "text encoder", "audio": "speech encoder (a waveform in)", "video": "video encoder (frames in)"}
         raise SettingsError(f"{option} {name}: a {config.model_type} model (input {takes or 'unknown'}), not a {kind[modality]}")
-    return EncoderSpec(modality, source, config.model_type, _processor_settings(modality, source, option, name))
+    return EncoderSpec(modality, source, config.model_type, _processor_settings(modality, source, config, option, name))
 
 
-def _processor_settings(modality: str, source: str, option: str, name: str) -> dict:
+def _processor_settings(modality: str, source: str, config, option: str, name: str) -> dict:
     """The decode settings the encoder's own processor fixes: sample rate and waveform normalisation for
     audio; frames, size and pixel normalisation for video (frames and size from the model's config)."""
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor
+    from transformers import AutoFeatureExtractor, AutoImageProcessor
 
     if modality == "text":  # the longest input its position embeddings allow
-        return {"max_positions": getattr(AutoConfig.from_pretrained(source), "max_position_embeddings", None)}
+        return {"max_positions": getattr(config, "max_position_embeddings", None)}
 
     try:
         processor = (AutoFeatureExtractor if modality == "audio" else AutoImageProcessor).from_pretrained(source)
@@ -85,7 +83,6 @@ def _processor_settings(modality: str, source: str, option: str, name: str) -> d
     if modality == "audio":
         return {"sample_rate": int(processor.sampling_rate), "normalize": bool(getattr(processor, "do_normalize", False)),
                 "attention_mask": bool(getattr(processor, "return_attention_mask", False))}  # fmt: skip
-    config = AutoConfig.from_pretrained(source)
     size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
     return {"num_frames": int(config.num_frames), "frame_size": int(size),
             "mean": [float(v) for v in processor.image_mean], "std": [float(v) for v in processor.image_std],
@@ -123,8 +120,6 @@ def load_backbone(name: str, pretrained: bool):
         backbone.config.layerdrop = 0.0
     return backbone
 
-
-load_text_backbone = load_backbone
 
 
 def save_processor(modality: str, name: str, folder: Path) -> None:

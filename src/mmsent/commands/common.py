@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mmsent.arguments import add_config_arguments, config_from_args, given, parse_bool, parse_names
-from mmsent.config import AUDIO_CNN, KINETICS, VIDEO_R3D, MediaConfig, ModelConfig, TextConfig, TrainConfig
+from mmsent.config import KINETICS, MediaConfig, ModelConfig, TextConfig, TrainConfig
 from mmsent.environment import Environment
 from mmsent.errors import ServiceError, SettingsError
 
@@ -113,9 +113,7 @@ def encoder_specs(model_cfg: ModelConfig) -> dict:
     A path that is not there, a folder that is not a model, a model of the wrong kind: SettingsError."""
     from mmsent.pretrained import describe
 
-    names = {"text": model_cfg.text_model, "audio": model_cfg.audio_model, "video": model_cfg.video_model}
-    built_in = {"audio": AUDIO_CNN, "video": VIDEO_R3D}
-    return {m: describe(m, name) for m, name in names.items() if m in model_cfg.modalities and name != built_in.get(m)}
+    return {modality: describe(modality, name) for modality, name in model_cfg.transformers_encoders().items()}
 
 
 def encoder_media(specs: dict) -> dict[str, tuple[int, str]]:

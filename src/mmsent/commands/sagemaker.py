@@ -84,12 +84,13 @@ def _training_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
     parsed = probe.parse_args(tokens)
     try:  # the same configs `mmsent train` builds, so a bad value fails here, not inside the paid job
         model_cfg = model_config(parsed)
-        for settings in (TextConfig, MediaConfig, TrainConfig):
+        text_cfg = config_from_args(TextConfig, parsed)
+        for settings in (MediaConfig, TrainConfig):
             config_from_args(settings, parsed)
         if "text" in model_cfg.modalities and model_cfg.text_model == DEFAULT_TEXT_MODEL:
             # The offline default can be read here; other names and paths are the job's to resolve (a path
             # names a file in the job's own filesystem), so train checks them at the job's start.
-            check_text_length(config_from_args(TextConfig, parsed), {"text": describe("text", DEFAULT_TEXT_MODEL)})
+            check_text_length(text_cfg, {"text": describe("text", DEFAULT_TEXT_MODEL)})
     except ValueError as problem:
         raise SettingsError(f"training arguments: {problem}") from None
     hyperparameters: dict[str, str] = {}

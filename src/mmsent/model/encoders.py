@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mmsent.data.media import VIDEO_MEAN, VIDEO_STD
-from mmsent.pretrained import describe, load_backbone, load_text_backbone
+from mmsent.pretrained import describe, load_backbone
 
 
 def _projection(in_features: int, out_features: int, dropout: float, norm: bool) -> nn.Sequential:
@@ -28,7 +28,7 @@ class TextEncoder(nn.Module):
 
     def __init__(self, source: str, embed_dim: int, dropout: float, norm: bool, pretrained: bool = True) -> None:
         super().__init__()
-        self.backbone = load_text_backbone(source, pretrained)
+        self.backbone = load_backbone(source, pretrained)
         self.projection = _projection(self.backbone.config.hidden_size, embed_dim, dropout, norm)
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from mmsent import __version__
-from mmsent.config import MODEL_SETTINGS_ADDED, DataConfig, ModelConfig, TrainConfig
+from mmsent.config import MODEL_SETTINGS_ADDED, TEXT_SETTINGS_ADDED, DataConfig, ModelConfig, TrainConfig
 from mmsent.errors import MmsentError
 from mmsent.features import tensors_digest
 from mmsent.files import save_torch_atomic, sha256_of, write_json_atomic
@@ -283,7 +283,7 @@ def _defaults() -> dict[str, dict]:
     """What a checkpoint written before a setting existed was run with: the value MODEL_SETTINGS_ADDED
     names for model settings (and context turns 0, the log-mel, for data), else the setting's default."""
     data = asdict(DataConfig())
-    data["text"] |= {"context_past": 0, "context_future": 0}  # before context turns, each utterance was read alone
+    data["text"] |= TEXT_SETTINGS_ADDED
     return {"model": asdict(ModelConfig()) | MODEL_SETTINGS_ADDED, "data": data, "train": asdict(TrainConfig())}
 
 
