@@ -213,7 +213,7 @@ class TrainConfig:
     keep_checkpoints: int = setting(2, "newest checkpoints kept while training; a finished run keeps its newest alone "
                                        "unless this is above 2")
     resume: bool = setting(True, "continue from the newest valid checkpoint in the checkpoint folder, if there is one")
-    max_bad_steps: int = setting(10, "non-finite losses in a row (each step skipped) that stop the run")
+    max_bad_steps: int = setting(10, "optimizer steps in a row with a non-finite loss (each skipped) that stop the run")
     dist_timeout_minutes: float | None = setting(None, "under torchrun, how long a training collective waits for every "
                                                        "process (default: torch's, 10 minutes under NCCL); set-up waits such "
                                                        "as the media cache build have 24 hours of their own")

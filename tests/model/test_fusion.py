@@ -151,3 +151,32 @@ def test_a_frozen_backbone_with_its_modality_absent_from_every_item_is_skipped(t
     with torch.no_grad():
         logits = frozen_model(batch)
     assert torch.isfinite(logits["emotion"]).all() and logits["emotion"].shape == (3, len(EMOTIONS))
+
+
+def test_which_items_a_backbone_runs_on_is_read_from_the_masks_host_copy():
+    # On a GPU the batch carries each presence mask's host copy (validate.to_device): the model picks the
+    # items from it, so it never waits for the GPU to say which are present; the result is the mask's own.
+    from mmsent.model.fusion import hide_modalities, on_host
+    from mmsent.training.validate import to_device
+
+    torch.manual_seed(0)
+    model = MultimodalSentimentModel(ModelConfig(modalities=("audio", "video"), audio_channels=(4, 8)), pretrained=False).eval()
+    seen = []
+    model.encoders["video"].backbone.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
+    present = torch.tensor([True, False, True, False])
+    batch = {"frames": torch.randn(4, 3, 2, 32, 32), "video_present": present,
+             "log_mel": torch.randn(4, 64, 201), "audio_present": torch.ones(4, dtype=torch.bool)}  # fmt: skip
+    # Moved to a device that is not the CPU ("meta": shapes only), the masks stay readable on the host too.
+    moved = to_device(batch, torch.device("meta"))
+    assert moved["video_present"].device.type == "meta" and torch.equal(moved[on_host("video_present")], present)
+    assert on_host("video_present") not in to_device(batch, torch.device("cpu"))  # on the CPU the mask is its own copy
+    with torch.no_grad():
+        plain = model(batch)
+        # The host copy decides (here it claims one present item fewer than the mask: that is what runs).
+        fewer = model(batch | {on_host("video_present"): torch.tensor([True, False, False, False])})
+        assert seen == [2, 1]
+        with_copy = model(batch | {on_host("video_present"): present})
+        assert seen[-1] == 2 and torch.equal(with_copy["emotion"], plain["emotion"])
+        hidden = hide_modalities(batch | {on_host("video_present"): present}, ("video",))
+        assert not hidden[on_host("video_present")].any() and not hidden["video_present"].any()
+    assert not torch.equal(fewer["emotion"], plain["emotion"])

@@ -1,11 +1,11 @@
-"""One optimizer step and its outcome: stepped, dropped for a non-finite last loss, skipped for bad gradients."""
+"""One optimizer step and its outcome: stepped, dropped for a non-finite loss, skipped for bad gradients."""
 
 import pytest
 import torch
 
 from mmsent.config import TrainConfig
 from mmsent.training.loop import make_scheduler
-from mmsent.training.step import StepOutcome, optimizer_step
+from mmsent.training.step import StepOutcome, gradient_norm, optimizer_step
 
 
 def _setup(gradient: float):
@@ -20,7 +20,10 @@ def _setup(gradient: float):
 
 def test_finite_gradients_step_clear_and_advance_the_schedule():
     model, optimizer, scaler, scheduler, cfg = _setup(0.5)
-    assert optimizer_step(model, optimizer, scaler, scheduler, cfg, last_loss_finite=True) is StepOutcome.STEPPED
+    norm = gradient_norm(model, scaler, cfg.grad_clip)
+    assert norm.item() == pytest.approx(0.5 * 2**0.5)  # clipping to 1.0 leaves it as it is
+    assert optimizer_step(model, optimizer, scaler, scheduler, cfg, losses_finite=True,
+                          gradients_finite=bool(torch.isfinite(norm))) is StepOutcome.STEPPED  # fmt: skip
     assert model.weight.detach().tolist()[0] == pytest.approx([0.9, 0.9], abs=1e-3)  # AdamW's first step: lr x sign
     assert model.weight.grad is None and scheduler.last_epoch == 1
 
@@ -29,10 +32,12 @@ def test_finite_gradients_step_clear_and_advance_the_schedule():
 @pytest.mark.parametrize(("gradient", "finite_loss", "outcome"), [
     (float("nan"), True, StepOutcome.BAD_GRADIENTS),
     (float("inf"), True, StepOutcome.BAD_GRADIENTS),
-    (0.5, False, StepOutcome.DROPPED),  # the last micro-batch's backward (DDP's sync) never ran
+    (0.5, False, StepOutcome.DROPPED),  # a micro-batch's loss was not finite: the step goes whatever its gradients
 ])  # fmt: skip
 def test_an_untrusted_step_leaves_weights_and_optimizer_untouched_but_the_schedule_moves_on(gradient, finite_loss, outcome):
     model, optimizer, scaler, scheduler, cfg = _setup(gradient)
-    assert optimizer_step(model, optimizer, scaler, scheduler, cfg, last_loss_finite=finite_loss) is outcome
+    norm = gradient_norm(model, scaler, cfg.grad_clip)
+    assert optimizer_step(model, optimizer, scaler, scheduler, cfg, losses_finite=finite_loss,
+                          gradients_finite=bool(torch.isfinite(norm))) is outcome  # fmt: skip
     assert model.weight.detach().tolist()[0] == [1.0, 1.0] and not optimizer.state
     assert model.weight.grad is None and scheduler.last_epoch == 1  # a resumed run keeps the same schedule

@@ -24,9 +24,16 @@ from mmsent.model.encoders import AudioEncoder, ClipEncoder, SpeechEncoder, Text
 PRESENT: dict[str, str] = {"text": "text_present", "video": "video_present", "audio": "audio_present"}
 
 
+def on_host(key: str) -> str:
+    """The batch key of a presence mask's copy kept on the host when the batch goes to a GPU
+    (validate.to_device): which items a backbone runs on is decided from it, without waiting for the GPU."""
+    return f"{key}_on_host"
+
+
 def hide_modalities(batch: dict, hidden: tuple[str, ...]) -> dict:
     """The batch as the model would see it with these modalities absent from every item."""
-    return batch | {PRESENT[name]: torch.zeros_like(batch[PRESENT[name]]) for name in hidden if PRESENT[name] in batch}
+    keys = [key for name in hidden for key in (PRESENT[name], on_host(PRESENT[name])) if key in batch]
+    return batch | {key: torch.zeros_like(batch[key]) for key in keys}
 
 
 class MultimodalSentimentModel(nn.Module):
@@ -94,7 +101,9 @@ class MultimodalSentimentModel(nn.Module):
         features = {}
         for name, encoder in self.encoders.items():
             if batch_key(name) not in batch:
-                features[batch_key(name)] = _present_only(encoder, [batch[key] for key in encoder.inputs], batch[PRESENT[name]])
+                present = batch[PRESENT[name]]
+                features[batch_key(name)] = _present_only(encoder, [batch[key] for key in encoder.inputs], present,
+                                                          batch.get(on_host(PRESENT[name]), present))  # fmt: skip
         return features
 
     def input_names(self, batch: dict | None = None) -> list[str]:
@@ -108,26 +117,29 @@ class MultimodalSentimentModel(nn.Module):
         return names
 
 
-def _present_only(encoder: nn.Module, inputs: list[torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+def _present_only(encoder: nn.Module, inputs: list[torch.Tensor], present: torch.Tensor,
+                  present_on_host: torch.Tensor) -> torch.Tensor:  # fmt: skip
     """The backbone's features for the items whose modality is present; zeros for the others (their
     embedding is masked to zero anyway). A batch of CSV rows without clips then costs no R3D-18
     forward over all-zero frames. Where nothing is present, a trainable backbone still runs on one
-    item, so that under DDP every rank's backward touches the same parameters."""
-    present = present.bool()
-    if bool(present.all()):
+    item, so that under DDP every rank's backward touches the same parameters. The choice is made from
+    `present_on_host` (the mask itself on a CPU) and the items picked by index, so a GPU is never waited for."""
+    chosen = present_on_host.bool()
+    if bool(chosen.all()):
         return encoder.features(*inputs)
-    if bool(present.any()):
-        chosen = present
-    elif any(p.requires_grad for p in encoder.backbone.parameters()):
-        chosen = torch.arange(len(present), device=present.device) == 0
-    else:  # a frozen backbone, nothing present: nothing to run. Float features, as the projection takes (not
-        # the input's dtype: text's input is token ids, whose integer zeros its projection's norm refuses)
-        projection = next(encoder.projection.parameters())
-        return projection.new_zeros((len(present), _in_features(encoder.projection)))
-    computed = encoder.features(*(x[chosen] for x in inputs))
-    features = computed.new_zeros((len(present), *computed.shape[1:]))
-    features[chosen] = computed
-    return features
+    if not bool(chosen.any()):
+        if not any(p.requires_grad for p in encoder.backbone.parameters()):
+            # A frozen backbone, nothing present: nothing to run. Float features, as the projection takes (not
+            # the input's dtype: text's input is token ids, whose integer zeros its projection's norm refuses)
+            projection = next(encoder.projection.parameters())
+            return projection.new_zeros((len(chosen), _in_features(encoder.projection)))
+        chosen = torch.arange(len(chosen)) == 0
+    index = chosen.nonzero().squeeze(1)
+    if present.device.type == "cuda":
+        index = index.pin_memory()  # an asynchronous copy: from pageable memory it would wait for the GPU
+    index = index.to(present.device, non_blocking=True)
+    computed = encoder.features(*(x.index_select(0, index) for x in inputs))
+    return computed.new_zeros((len(chosen), *computed.shape[1:])).index_copy(0, index, computed)
 
 
 def _in_features(projection: nn.Sequential) -> int:

@@ -71,6 +71,22 @@ def any_rank(info: DistInfo, flags: list[bool], device: torch.device) -> list[bo
     return [bool(v) for v in tensor.tolist()]
 
 
+def read_step(info: DistInfo, device_flags: torch.Tensor, host_flags: list[bool],
+              numbers: torch.Tensor) -> tuple[list[bool], list[float]]:  # fmt: skip
+    """What an optimizer step decides on, in one read of the device: each flag (computed on the device,
+    or known on the host) true if it is true on any rank (one collective under torchrun), and this
+    rank's own `numbers` (float64, on the device). Reading once per optimizer step, not per micro-batch,
+    lets the host queue the next micro-batches while the device still works on this one."""
+    flags = device_flags.to(torch.float64)
+    if info.enabled:
+        flags = torch.cat([flags, torch.tensor(host_flags, dtype=torch.float64, device=flags.device)])
+        torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MAX)
+        host_flags = []
+    values = torch.cat([flags, numbers]).tolist()
+    count = len(flags)
+    return [v > 0 for v in values[:count]] + list(host_flags), values[count:]
+
+
 def sum_over_ranks(info: DistInfo, values: list[float], device: torch.device) -> list[float]:
     if not info.enabled:
         return values

@@ -23,6 +23,8 @@ Features and the settings that turn them on (all in TrainConfig unless named oth
   (training/checkpointer.py). SIGTERM (SageMaker's stop and spot reclaim) or Ctrl-C: a checkpoint
   at the next batch boundary, then `TrainingInterrupted`.
 - A non-finite loss or gradient skips its step; `max_bad_steps` in a row stop the run with a checkpoint.
+  The device is read once per optimizer step (losses, finiteness, under torchrun the decisions every
+  rank shares), never per micro-batch, so the host queues work ahead of the device.
 - torchrun: DDP over every process (NCCL on GPUs, gloo on CPU), each reading its share of the data
   (DistributedSampler), gradients synchronised on the last accumulation micro-step only,
   validation gathered from all ranks, files and logs written by rank 0 alone. `batch_size` is
@@ -73,7 +75,7 @@ from mmsent.training.modality_dropout import drop_modalities
 from mmsent.training.precision import Precision, choose_precision
 from mmsent.training.progress import Progress
 from mmsent.training.run_outputs import RunOutputs, RunPaths
-from mmsent.training.step import StepOutcome, optimizer_step
+from mmsent.training.step import StepOutcome, gradient_norm, optimizer_step
 from mmsent.training.stop_signal import StopSignal
 from mmsent.training.tracking import TensorBoardLog, epoch_metrics, metric_line
 from mmsent.training.validate import Interrupted, merge, predict_views, summarize, to_device
@@ -125,7 +127,7 @@ class Run:
     checkpointer: Checkpointer
     setup_seconds: dict[str, float]  # what decoding once costs up front: output/timings.json (read by the benchmarks)
     loader: Callable[..., DataLoader]  # loader(dataset, sampler): the run's batch size, workers and seed
-    bad_in_a_row: int = 0  # non-finite losses in a row, across epoch boundaries
+    bad_in_a_row: int = 0  # optimizer steps with a non-finite loss in a row, across epoch boundaries
 
     def save_model(self, weights: dict, checkpoint: Path) -> None:
         self.outputs.save_model(self.model, weights, self.data_cfg, self.model_cfg, self.tokenizer, checkpoint, self.cfg)
@@ -270,48 +272,57 @@ def train_one_epoch(run: Run, state: LoopState, stop: StopSignal, save: Callable
     progress = Progress(run.batches_per_epoch, f"epoch {epoch}/{cfg.epochs} train", cfg.log_every,
                         done=state.batches_done, enabled=dist.is_main)  # fmt: skip
     run.optimizer.zero_grad(set_to_none=True)
+    # The step's non-finite losses, its loss x items and its items, kept on the device and read once per
+    # optimizer step (a read per micro-batch would make the host wait for the device each time).
+    pending = torch.zeros(3, dtype=torch.float64, device=device)
     for batch in run.train_loader:
         last_micro_step = (state.batches_done + 1) % cfg.grad_accum_steps == 0 or state.batches_done + 1 == run.batches_per_epoch
-        batch_issues = sum(count_issues(batch["issues"]).values())
+        state.media_issues += sum(count_issues(batch["issues"]).values())
+        items = len(batch["index"])
         batch = to_device(drop_modalities(batch, cfg.modality_dropout, cfg.modality_dropout_on), device)
         # DDP averages gradients across ranks in backward: only on the micro-step that steps.
         sync = contextlib.nullcontext() if last_micro_step or not dist.enabled else run.trained.no_sync()
         with sync:
             with run.precision.autocast():
                 loss = run.loss_fn(run.trained(batch), batch)
-            non_finite, stop_now, time_due = distributed.any_rank(
-                dist, [not torch.isfinite(loss).item(), stop.requested, run.checkpointer.time_due()], device)  # agreed: one collective  # fmt: skip
-            if not non_finite:
-                run.scaler.scale(loss / cfg.grad_accum_steps).backward()
+            # A non-finite loss's backward runs too: whether it was finite is read at the step, which it drops.
+            run.scaler.scale(loss / cfg.grad_accum_steps).backward()
+        loss = loss.detach().to(torch.float64)
+        finite = torch.isfinite(loss)
+        pending += torch.stack([(~finite).to(torch.float64), torch.where(finite, loss * items, 0.0), finite.to(torch.float64) * items])
         state.batches_done += 1
-        if non_finite:
-            run.bad_in_a_row += 1
-            state.skipped_steps += 1
-            say(f"warning: non-finite loss at epoch {epoch} batch {state.batches_done}: step skipped "
-                f"({run.bad_in_a_row} in a row, {state.skipped_steps} in the run)")  # fmt: skip
-            if run.bad_in_a_row >= cfg.max_bad_steps:
-                run.optimizer.zero_grad(set_to_none=True)
-                path = save()
-                raise TrainingError(f"{run.bad_in_a_row} non-finite losses in a row (epoch {epoch}, batch "
-                                    f"{state.batches_done}): training diverged; the last good state is in {path}. "
-                                    "Lower --learning-rate, or lower --grad-clip to clip harder")  # fmt: skip
-        else:
-            run.bad_in_a_row = 0
-            state.loss_sum += loss.item() * len(batch["index"])
-            state.items_seen += len(batch["index"])
-            state.media_issues += batch_issues
         if last_micro_step:
-            outcome = optimizer_step(model, run.optimizer, run.scaler, run.scheduler, cfg, last_loss_finite=not non_finite)
-            if outcome is StepOutcome.BAD_GRADIENTS:
-                state.skipped_steps += 1
-                say(f"warning: non-finite gradients at epoch {epoch} batch {state.batches_done}: step skipped")
+            norm = gradient_norm(model, run.scaler, cfg.grad_clip)
+            device_flags = torch.stack([pending[0] > 0] + ([] if norm is None else [~torch.isfinite(norm)]))
+            flags, (loss_sum, items_seen) = distributed.read_step(
+                dist, device_flags, [stop.requested, run.checkpointer.time_due()], pending[1:])  # fmt: skip
+            bad_loss, bad_gradients = flags[0], norm is not None and flags[1]
+            stop_now, time_due = flags[-2:]
+            pending.zero_()
+            state.loss_sum += loss_sum
+            state.items_seen += int(items_seen)
+            outcome = optimizer_step(model, run.optimizer, run.scaler, run.scheduler, cfg,
+                                     losses_finite=not bad_loss, gradients_finite=not bad_gradients)  # fmt: skip
             state.optimizer_steps += 1
+            if outcome is not StepOutcome.STEPPED:
+                state.skipped_steps += 1
+            if outcome is StepOutcome.BAD_GRADIENTS:
+                say(f"warning: non-finite gradients at epoch {epoch} batch {state.batches_done}: step skipped")
+            run.bad_in_a_row = run.bad_in_a_row + 1 if outcome is StepOutcome.DROPPED else 0
+            if outcome is StepOutcome.DROPPED:
+                say(f"warning: non-finite loss at epoch {epoch} batch {state.batches_done}: step skipped "
+                    f"({run.bad_in_a_row} in a row, {state.skipped_steps} in the run)")  # fmt: skip
+                if run.bad_in_a_row >= cfg.max_bad_steps:
+                    path = save()
+                    raise TrainingError(f"{run.bad_in_a_row} steps in a row with a non-finite loss (epoch {epoch}, batch "
+                                        f"{state.batches_done}): training diverged; the last good state is in {path}. "
+                                        "Lower --learning-rate, or lower --grad-clip to clip harder")  # fmt: skip
             if stop_now:
                 progress.close()
                 raise TrainingInterrupted(stop.signal or 15, save())
             if time_due or run.checkpointer.steps_due(state.optimizer_steps):
                 save()
-        progress.update(loss=state.loss_sum / max(state.items_seen, 1))
+        progress.update(loss=state.loss_sum / max(state.items_seen, 1))  # as of the last optimizer step
     progress.close()
     loss_sum, items_seen, media_issues = distributed.sum_over_ranks(
         dist, [state.loss_sum, state.items_seen, state.media_issues], device)  # fmt: skip
@@ -425,7 +436,9 @@ def _wrap_ddp(model: torch.nn.Module, dist: DistInfo, device: torch.device) -> t
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    # No device_ids: the batches are on the device already, and with device_ids DDP would copy every tensor of
+    # the batch there again, the presence masks kept on the host (validate.to_device) included.
+    return DistributedDataParallel(model, device_ids=None)
 
 
 def _silent(*_args, **_kwargs) -> None:
