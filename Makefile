@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench image-check gpu-wheels gpu-check clean
+.PHONY: demo test test-fast bench image-check endpoint-check gpu-wheels gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ bench: $(STAMP)
 # installed into it, and `mmsent launch --local` run there. FRAMEWORK=2.5.1 checks another image.
 image-check: $(STAMP)
 	$(BIN)/python tools/image_check.py $(if $(FRAMEWORK),--framework-version $(FRAMEWORK))
+
+# An endpoint's cold start: model.tar.gz packed as `mmsent deploy` packs it (wheels included), unpacked, its
+# requirements.txt installed with the package index cut off into a venv of the inference image's Python and
+# torch (.cache/image-venvs), then model_fn and a first prediction; the seconds of each stage (target < 60 s).
+endpoint-check: $(STAMP)
+	$(BIN)/python tools/endpoint_check.py $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
 
 # The GPU path in one prepared run (benchmarks/gpu_check.py; under 8 minutes on one GPU): where CUDA is.
 # It uses .venv when there is one, else python3 with PYTHONPATH=src (a GPU image with torch). A bare image

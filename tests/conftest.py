@@ -52,6 +52,17 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Pa
 
 
 @pytest.fixture(scope="session")
+def endpoint_wheel_cache(tmp_path_factory) -> Path:
+    """A cache folder (MMSENT_CACHE_DIR) holding the wheels `mmsent deploy` packs for the default inference
+    image, downloaded from the package index once per session, as deploy itself downloads them."""
+    from mmsent.sagemaker.images import DEFAULT_INFERENCE_VERSION, inference_image
+    from mmsent.sagemaker.wheels import fetch_wheels, inference_requirements
+
+    image = inference_image(DEFAULT_INFERENCE_VERSION)
+    return built_once(tmp_path_factory, "wheel-cache", lambda folder: fetch_wheels(inference_requirements(image), image, folder))
+
+
+@pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     return built_once(tmp_path_factory, "sample", lambda folder: write_sample(folder, SMALL_SAMPLE, progress=False))
 

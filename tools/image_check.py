@@ -86,12 +86,14 @@ def main() -> int:
     return 0 if not problems else 1
 
 
-def image_venv(image: FrameworkImage, folder: Path) -> str:
-    """A venv with the image's Python and framework packages (and the toolkit); made once, then reused."""
+def image_venv(image: FrameworkImage, folder: Path, toolkit: bool = True) -> str:
+    """A venv with the image's Python and framework packages (and the training toolkit, with `toolkit`);
+    made once, then reused. An image's numpy given as a major version alone ("2") installs its newest."""
     python = folder / "bin" / "python"
     stamp = folder / ".image-packages"
     wanted = [f"{name}=={version}" for name, version in image.framework_packages.items()]
-    wanted += [f"numpy=={image.numpy}", f"sagemaker-training=={metadata.version('sagemaker-training')}"]
+    numpy = f"numpy=={image.numpy}" if "." in image.numpy else f"numpy>={image.numpy},<{int(image.numpy) + 1}"
+    wanted += [numpy] + ([f"sagemaker-training=={metadata.version('sagemaker-training')}"] if toolkit else [])
     if stamp.is_file() and stamp.read_text().split() == wanted:
         return str(python)
     interpreter = find_python(image.python)

@@ -154,10 +154,10 @@ def test_a_frozen_backbone_with_its_modality_absent_from_every_item_is_skipped(t
 
 
 def test_which_items_a_backbone_runs_on_is_read_from_the_masks_host_copy():
-    # On a GPU the batch carries each presence mask's host copy (validate.to_device): the model picks the
+    # On a GPU the batch carries each presence mask's host copy (fusion.to_device): the model picks the
     # items from it, so it never waits for the GPU to say which are present; the result is the mask's own.
     from mmsent.model.fusion import hide_modalities, on_host
-    from mmsent.training.validate import to_device
+    from mmsent.model.fusion import to_device
 
     torch.manual_seed(0)
     model = MultimodalSentimentModel(ModelConfig(modalities=("audio", "video"), audio_channels=(4, 8)), pretrained=False).eval()

@@ -18,6 +18,13 @@ from tests.sagemaker.test_launch_moto import _keys
 from tests.cli import mmsent
 
 
+@pytest.fixture(scope="module")
+def aws(aws, endpoint_wheel_cache):  # noqa: F811
+    """moto, with the cache folder where the session downloaded the wheels deploy packs (as a user's cache holds them)."""
+    env, clients = aws
+    return env | {"MMSENT_CACHE_DIR": str(endpoint_wheel_cache)}, clients
+
+
 def _deploy(env, *args: str):
     return mmsent("deploy", "--role", ROLE, "--bucket", BUCKET, *args, env=env)
 
@@ -46,6 +53,7 @@ def test_dry_run_prints_three_requests_and_creates_nothing(aws, tiny_model_dir):
     (["--instance-type", "g5.xlarge"], "--instance type 'g5.xlarge' is not of the form ml.FAMILY.SIZE"),
     (["--instance-type", "ml.fake.huge"], "--instance type 'ml.fake.huge': not one SageMaker offers for endpoints"),
     (["--framework-version", "1.13"], "knows the inference image of 2.6.0 only"),
+    (["--instance-type", "ml.c7g.xlarge"], "ml.c7g.xlarge is a Graviton (arm64) instance"),
 ])  # fmt: skip
 def test_bad_settings_are_refused_before_any_call(aws, tiny_model_dir, args, message):  # noqa: F811
     env, clients = aws
@@ -87,10 +95,11 @@ def test_deploy_list_invoke_delete(aws, tiny_model_dir, sample_dir):  # noqa: F8
 
 
 @pytest.mark.slow  # a 130 MB archive packed, then loaded by a fresh interpreter
-def test_the_packed_archive_answers_from_its_own_code(tiny_model_dir, sample_dir, tmp_path):
+def test_the_packed_archive_answers_from_its_own_code(tiny_model_dir, sample_dir, tmp_path, endpoint_wheel_cache):
     from mmsent.sagemaker.deploy import build_model_archive
 
-    archive = build_model_archive(tiny_model_dir, tmp_path / "model.tar.gz", "2.6.0")
+    (wheels,) = (endpoint_wheel_cache / "endpoint-wheels").iterdir()
+    archive = build_model_archive(tiny_model_dir, tmp_path / "model.tar.gz", "2.6.0", wheels=wheels)
     unpacked = tmp_path / "opt-ml-model"
     with tarfile.open(archive) as tar:
         tar.extractall(unpacked, filter="data")
@@ -98,8 +107,10 @@ def test_the_packed_archive_answers_from_its_own_code(tiny_model_dir, sample_dir
     assert (unpacked / "README.md").read_text() == (tiny_model_dir / "README.md").read_text()
     assert (unpacked / "metrics.json").is_file()
     requirements = (unpacked / "code" / "requirements.txt").read_text().splitlines()
-    assert requirements[:4] == ["torch==2.6.0", "torchvision==0.21.0", "torchaudio==2.6.0", "numpy>=2,<3"]
-    assert not any(line.startswith("boto3") for line in requirements)
+    # Installed from the packed wheels alone (pip reads --find-links relative to the file), only what the handler imports.
+    assert requirements[:6] == ["--no-index", "--find-links wheels", "torch==2.6.0", "torchvision==0.21.0", "torchaudio==2.6.0", "numpy>=2,<3"]
+    assert [line.split("==")[0] for line in requirements[6:]] == ["transformers", "av", "ftfy"]
+    assert {p.name for p in (unpacked / "code" / "wheels").iterdir()} == {p.name for p in wheels.glob("*.whl")}
     # As the inference toolkit does: code/ first on the path, `inference` imported, the four functions called.
     script = textwrap.dedent(f"""
         import json, sys

@@ -39,6 +39,9 @@ def add_parsers(commands) -> None:
     deploy.add_argument("--region", help="AWS region (default: boto3's)")
     deploy.add_argument("--asr-model", type=Path, metavar="FOLDER", help="a saved speech-recognition model (Whisper family) "
                         "packed with the model: the endpoint transcribes clips sent without text")  # fmt: skip
+    deploy.add_argument("--no-wheels", action="store_true", help="pack no wheels: the endpoint installs transformers, av "
+                        "and ftfy from PyPI as it starts (it needs internet access then; by default they are packed, "
+                        "downloaded once into the cache folder)")  # fmt: skip
     deploy.add_argument("--dry-run", action="store_true", help="print the requests as JSON; upload and create nothing")
     deploy.add_argument("--wait", action="store_true", help="wait until the endpoint is InService; exit non-zero if it fails")
     deploy.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
@@ -60,9 +63,10 @@ def add_parsers(commands) -> None:
 
 def _run_deploy(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.sagemaker.deploy import EndpointSettings, build_model_archive, create_endpoint, endpoint_requests, wait_in_service
-    from mmsent.sagemaker.images import DEFAULT_INFERENCE_VERSION, inference_image_uri
+    from mmsent.sagemaker.images import DEFAULT_INFERENCE_VERSION, inference_image, inference_image_uri
     from mmsent.sagemaker.launch import print_request
     from mmsent.sagemaker.s3 import check_bucket, s3_client, upload_file
+    from mmsent.sagemaker.wheels import fetch_wheels, inference_requirements
 
     version = args.framework_version or DEFAULT_INFERENCE_VERSION
     session = aws_session(args.region)
@@ -77,7 +81,9 @@ def _run_deploy(args: argparse.Namespace, env: Environment) -> int:
     requests = endpoint_requests(settings, stamp)
     with tempfile.TemporaryDirectory(prefix="mmsent-deploy-") as folder:
         model_dir = args.model_dir if args.model_dir is not None else _job_model(session, args.job, Path(folder))
-        archive = build_model_archive(model_dir, Path(folder) / "model.tar.gz", version, args.asr_model)
+        image = inference_image(version)
+        wheels = None if args.no_wheels else fetch_wheels(inference_requirements(image), image, env.cache_dir)
+        archive = build_model_archive(model_dir, Path(folder) / "model.tar.gz", version, args.asr_model, wheels)
         if args.dry_run:
             print(f"would upload {archive.stat().st_size / 1e6:.1f} MB to {settings.model_data_url}", file=sys.stderr)
             for request in requests.values():

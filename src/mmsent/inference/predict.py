@@ -35,7 +35,7 @@ from mmsent.inference.asr import Transcriber
 from mmsent.labels import TASKS
 from mmsent.model_dir import load_model_dir
 from mmsent.training.precision import choose_precision
-from mmsent.training.validate import to_device
+from mmsent.model.fusion import to_device
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,17 @@ PRESENT: dict[str, str] = {"text": "text_present", "video": "video_present", "au
 
 def on_host(key: str) -> str:
     """The batch key of a presence mask's copy kept on the host when the batch goes to a GPU
-    (validate.to_device): which items a backbone runs on is decided from it, without waiting for the GPU."""
+    (to_device): which items a backbone runs on is decided from it, without waiting for the GPU."""
     return f"{key}_on_host"
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors on `device`; off the CPU, the presence masks are also kept as they are, on the
+    host (fusion.on_host), where the model reads which items each backbone runs on."""
+    moved = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    if device.type != "cpu":
+        moved |= {on_host(key): batch[key] for key in PRESENT.values() if isinstance(batch.get(key), torch.Tensor)}
+    return moved
 
 
 def hide_modalities(batch: dict, hidden: tuple[str, ...]) -> dict:

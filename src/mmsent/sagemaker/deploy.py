@@ -3,8 +3,9 @@
 model.tar.gz holds the model dir at its top (SageMaker unpacks it to /opt/ml/model) and `code/`:
 `inference.py` (the module the PyTorch inference toolkit imports by default; it re-exports
 mmsent.inference.handler's model_fn, input_fn, predict_fn, output_fn), the `mmsent` package as
-source, and a requirements.txt the container installs first, pinned by the same rule as training's
-to the inference image's own torch, torchvision and torchaudio. Three resources follow, each named
+source, a requirements.txt the container installs first (only what the handler imports, pinned to
+the inference image's own torch, torchvision and torchaudio) and `wheels/`, from which it installs
+them without the package index (sagemaker/wheels.py). Three resources follow, each named
 after the endpoint: a Model (image + archive + role), an EndpointConfig (one variant: instances, or
 serverless memory), and the Endpoint.
 """
@@ -22,7 +23,8 @@ from mmsent.inference.asr import PACKED_ASR_FOLDER
 from mmsent.inference.predict import Predictor
 from mmsent.model_dir import CARD, CONFIG, ENCODER_FILES, LABELS, METRICS, WEIGHTS, load_model_dir
 from mmsent.sagemaker.images import ENDPOINT_INSTANCES, gpus_per_instance, inference_image, unknown_instance_type
-from mmsent.sagemaker.package import add_bytes, add_code, conflicts_with, requirements_for, write_tar_gz
+from mmsent.sagemaker.package import add_bytes, add_code, conflicts_with, write_tar_gz
+from mmsent.sagemaker.wheels import WHEELS_FOLDER, inference_requirements, requirements_file
 
 ENTRY_MODULE = "inference.py"
 _ENTRY_SCRIPT = '''"""What SageMaker's PyTorch inference toolkit imports: mmsent's handler functions."""
@@ -31,6 +33,9 @@ from mmsent.inference.handler import input_fn, model_fn, output_fn, predict_fn  
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's rule for endpoint names
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)  # the sizes SageMaker serverless offers
 SERVERLESS_MAX_CONCURRENCY = 5
+# Graviton (arm64) families: ml.c7g, ml.m6gd, ml.c6gn... The AWS PyTorch inference image mmsent names, and
+# the wheels it packs, are x86_64 (the arm64 image is another repository): such an endpoint would never start.
+ARM_INSTANCE = re.compile(r"^ml\.[a-z]+\d+g[a-z]*\.")
 
 
 @dataclass(frozen=True)
@@ -58,15 +63,20 @@ class EndpointSettings:
             raise SettingsError("--instance-type is required without --serverless")
         elif problem := unknown_instance_type(self.instance_type, ENDPOINT_INSTANCES):
             raise SettingsError(f"--{problem}")
+        elif ARM_INSTANCE.match(self.instance_type):
+            raise SettingsError(f"--instance-type {self.instance_type} is a Graviton (arm64) instance: mmsent packs for the "
+                                "x86_64 PyTorch inference image; choose an x86 type (ml.c5, ml.m5, ml.g5...)")  # fmt: skip
         if self.instance_count < 1:
             raise SettingsError(f"--instance-count must be at least 1, got {self.instance_count}")
 
 
-def build_model_archive(model_dir: Path, destination: Path, framework_version: str, asr_model: Path | None = None) -> Path:
+def build_model_archive(model_dir: Path, destination: Path, framework_version: str, asr_model: Path | None = None,
+                        wheels: Path | None = None) -> Path:  # fmt: skip
     """model.tar.gz: the model dir's files at the top, code/ beside them, and a speech-recognition
     model's folder as asr/ where one is given (the endpoint then transcribes clips sent without text,
-    with no hub access). The model dir (and the ASR model) are loaded first, so a folder that would
-    fail in the endpoint fails here."""
+    with no hub access). `wheels` (wheels.fetch_wheels' folder) go in as code/wheels/, and the endpoint
+    installs from them alone; without, it installs from the package index. The model dir (and the ASR
+    model) are loaded first, so a folder that would fail in the endpoint fails here."""
     model_dir = Path(model_dir)
     if asr_model is None:
         load_model_dir(model_dir)
@@ -75,7 +85,7 @@ def build_model_archive(model_dir: Path, destination: Path, framework_version: s
     else:
         Predictor(model_dir, device="cpu", workers=1, asr_model=str(asr_model))  # what the endpoint's model_fn loads
     image = inference_image(framework_version)
-    if conflicts := conflicts_with(image, f"pytorch-inference {framework_version}"):
+    if conflicts := conflicts_with(image, f"pytorch-inference {framework_version}", inference_requirements(image)):
         raise SettingsError(f"pytorch-inference {framework_version} cannot run the handler's requirements:\n  " + "\n  ".join(conflicts))
 
     def fill(archive: tarfile.TarFile) -> None:
@@ -91,7 +101,9 @@ def build_model_archive(model_dir: Path, destination: Path, framework_version: s
         for path in sorted(Path(asr_model).rglob("*")) if asr_model is not None else []:
             if path.is_file():
                 add_bytes(archive, f"{PACKED_ASR_FOLDER}/{path.relative_to(asr_model).as_posix()}", path.read_bytes())
-        add_code(archive, "code/", ENTRY_MODULE, _ENTRY_SCRIPT, requirements_for(image))
+        add_code(archive, "code/", ENTRY_MODULE, _ENTRY_SCRIPT, requirements_file(inference_requirements(image), wheels is not None))
+        for path in sorted(Path(wheels).glob("*.whl")) if wheels is not None else []:
+            add_bytes(archive, f"code/{WHEELS_FOLDER}/{path.name}", path.read_bytes())
 
     return write_tar_gz(destination, fill)
 

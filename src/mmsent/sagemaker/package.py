@@ -67,11 +67,12 @@ def image_conflicts(framework_version: str) -> list[str]:
     return conflicts_with(framework_image(framework_version), f"pytorch-training {framework_version}")
 
 
-def conflicts_with(image: FrameworkImage, name_of_image: str) -> list[str]:
-    """`image_conflicts` for any image; `name_of_image` names it in the messages."""
+def conflicts_with(image: FrameworkImage, name_of_image: str, requirements: list[str] | None = None) -> list[str]:
+    """`image_conflicts` for any image and `requirements` (default: training's for it); `name_of_image`
+    names it in the messages."""
     provided = image.framework_packages | {"numpy": image.numpy}
     conflicts = []
-    for line in requirements_for(image):
+    for line in requirements if requirements is not None else requirements_for(image):
         package = Requirement(line)
         if canonicalize_name(package.name) in provided:
             continue
@@ -98,13 +99,14 @@ def build_sourcedir(destination: Path, framework_version: str = DEFAULT_FRAMEWOR
     """Write sourcedir.tar.gz, for the training image of `framework_version` (or the packages of
     `image`, e.g. `this_environment()`), to `destination` (a file path)."""
     requirements = requirements_for(image or framework_image(framework_version))
-    return write_tar_gz(destination, lambda archive: add_code(archive, "", ENTRY_POINT, _ENTRY_SCRIPT, requirements))
+    text = "\n".join(requirements) + "\n"
+    return write_tar_gz(destination, lambda archive: add_code(archive, "", ENTRY_POINT, _ENTRY_SCRIPT, text))
 
 
-def add_code(archive: tarfile.TarFile, prefix: str, entry_name: str, entry_script: str, requirements: list[str]) -> None:
-    """What an AWS image runs, under `prefix`: the entry script, requirements.txt, the mmsent package as source."""
+def add_code(archive: tarfile.TarFile, prefix: str, entry_name: str, entry_script: str, requirements: str) -> None:
+    """What an AWS image runs, under `prefix`: the entry script, requirements.txt (its text), the mmsent package as source."""
     add_bytes(archive, prefix + entry_name, entry_script.encode())
-    add_bytes(archive, prefix + "requirements.txt", ("\n".join(requirements) + "\n").encode())
+    add_bytes(archive, prefix + "requirements.txt", requirements.encode())
     package_root = Path(mmsent.__file__).resolve().parent
     for path in sorted(package_root.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":

@@ -25,7 +25,7 @@ from mmsent.config import VIDEO_R3D
 from mmsent.model.fusion import MultimodalSentimentModel
 from mmsent.training import distributed
 from mmsent.training.distributed import DistInfo
-from mmsent.training.validate import to_device
+from mmsent.model.fusion import to_device
 
 
 def attach_frozen_features(model: MultimodalSentimentModel, datasets: dict[str, MeldDataset], data_cfg: DataConfig,

@@ -78,7 +78,8 @@ from mmsent.training.run_outputs import RunOutputs, RunPaths
 from mmsent.training.step import StepOutcome, gradient_norm, optimizer_step
 from mmsent.training.stop_signal import StopSignal
 from mmsent.training.tracking import TensorBoardLog, epoch_metrics, metric_line
-from mmsent.training.validate import Interrupted, merge, predict_views, summarize, to_device
+from mmsent.model.fusion import to_device
+from mmsent.training.validate import Interrupted, merge, predict_views, summarize
 
 __all__ = ["Run", "RunPaths", "TrainingError", "TrainingInterrupted", "build_run", "evaluate", "train", "train_one_epoch"]
 
@@ -437,7 +438,7 @@ def _wrap_ddp(model: torch.nn.Module, dist: DistInfo, device: torch.device) -> t
     from torch.nn.parallel import DistributedDataParallel
 
     # No device_ids: the batches are on the device already, and with device_ids DDP would copy every tensor of
-    # the batch there again, the presence masks kept on the host (validate.to_device) included.
+    # the batch there again, the presence masks kept on the host (fusion.to_device) included.
     return DistributedDataParallel(model, device_ids=None)
 
 

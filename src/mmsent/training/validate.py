@@ -14,7 +14,7 @@ from torch import nn
 
 from mmsent.data.dataset import count_issues
 from mmsent.labels import TASKS
-from mmsent.model.fusion import PRESENT, hide_modalities, on_host
+from mmsent.model.fusion import hide_modalities, to_device
 from mmsent.training.loss import MultiTaskLoss
 from mmsent.training.metrics import head_metrics
 from mmsent.training.precision import Precision
@@ -53,15 +53,6 @@ def merge(parts: list[Predictions]) -> Predictions:
         log_probabilities={t: np.concatenate([p.log_probabilities[t] for p in parts])[keep] for t in TASKS},
         issues=[issues[i] for i in keep],
     )
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    """The batch's tensors on `device`; off the CPU, the presence masks are also kept as they are, on the
-    host (fusion.on_host), where the model reads which items each backbone runs on."""
-    moved = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    if device.type != "cpu":
-        moved |= {on_host(key): batch[key] for key in PRESENT.values() if isinstance(batch.get(key), torch.Tensor)}
-    return moved
 
 
 def predict(model: nn.Module, loader, device: torch.device, precision: Precision,
