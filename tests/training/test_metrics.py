@@ -50,16 +50,29 @@ def test_class_weights_come_from_label_counts():
     assert class_weight_tensor(labels, 4, "none", torch.device("cpu")) is None
 
 
-def test_confusion_figure_shows_counts_and_shares_of_the_true_class_with_colorbars():
-    from mmsent.training.metrics import confusion_figure
+def test_confusion_panels_show_counts_and_shares_of_the_true_class():
+    from mmsent.training.confusion_image import confusion_panels
 
-    figure = confusion_figure("sentiment", [[3, 1, 0], [0, 2, 0], [1, 0, 1]], "sentiment, validation, best epoch 4")
-    counts, shares = figure.axes[0], figure.axes[1]  # the two colorbars come after them
-    assert len(figure.axes) == 4 and figure._suptitle.get_text() == "sentiment, validation, best epoch 4"
-    assert [t.get_text() for t in counts.texts][:3] == ["3", "1", "0"]
-    assert [t.get_text() for t in shares.texts][:3] == ["0.75", "0.25", "0.00"]  # row 0 over its 4 items
-    width, height = figure.get_size_inches()
-    assert height >= 5  # the 3-class figure is as legible as the 7-class one
+    counts, shares = confusion_panels([[3, 1, 0], [0, 2, 0], [1, 0, 1]])
+    assert counts.texts[0] == ["3", "1", "0"] and counts.top == "3"
+    assert shares.texts[0] == ["0.75", "0.25", "0.00"] and shares.top == "1.00"  # row 0 over its 4 items
+    assert counts.levels[0, 0] == 1.0 and shares.levels[1, 1] == 1.0  # each panel on its own scale
+    empty_counts, empty_shares = confusion_panels([[0, 0], [0, 0]])  # no items: zeros, not a division by zero
+    assert empty_counts.texts == [["0", "0"], ["0", "0"]] and empty_shares.texts[0] == ["0.00", "0.00"]
+
+
+def test_confusion_images_colour_each_cell_by_its_value_on_a_legible_canvas():
+    from mmsent.training.confusion_image import CELL_HEIGHT, CELL_WIDTH, confusion_image
+
+    small = confusion_image("sentiment", [[3, 1, 0], [0, 2, 0], [1, 0, 1]], "sentiment, validation, best epoch 4")
+    large = confusion_image("emotion", [[5 if i == j else 0 for j in range(7)] for i in range(7)])
+    assert small.mode == "RGB" and large.width > 7 * 2 * CELL_WIDTH and large.height > 7 * CELL_HEIGHT
+    pixels = [tuple(p) for p in np.asarray(large).reshape(-1, 3)]
+    cell = CELL_WIDTH * CELL_HEIGHT
+    # The diagonal is full (each panel's darkest end), every other cell empty (its lightest), each cell's text
+    # (white on dark, black on light) covering a small part of it.
+    for colour, cells in (((8, 48, 107), 7), ((0, 68, 27), 7), ((247, 251, 255), 42), ((247, 252, 245), 42)):
+        assert cells * cell * 0.8 < pixels.count(colour) < cells * cell * 1.2, colour
 
 
 def test_training_curves_have_whole_epoch_ticks_and_mark_the_best_epoch():

@@ -13,7 +13,8 @@ from mmsent.files import write_json_atomic
 from mmsent.labels import TASKS
 from mmsent.model.fusion import hide_modalities
 from mmsent.model_dir import ModelDirError, load_model_dir
-from mmsent.training.metrics import format_head_metrics, save_confusion_pngs
+from mmsent.training.confusion_image import save_confusion_pngs
+from mmsent.training.metrics import format_head_metrics
 from mmsent.training.precision import choose_precision
 from mmsent.training.validate import predict, summarize
 

@@ -1,8 +1,7 @@
-"""Classification metrics for both heads (scikit-learn), and their figures (matplotlib)."""
+"""Classification metrics for both heads (scikit-learn), and the training curves (matplotlib); the confusion
+matrices are drawn by confusion_image.py."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -41,47 +40,11 @@ def format_head_metrics(task: str, metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def confusion_figure(task: str, matrix: list[list[int]], title: str = ""):
-    """A confusion matrix twice: the counts, and normalised per true class (each row sums to 1, the
-    recall on the diagonal), each with a colorbar. Rows are the true class, columns the prediction."""
-    plt = _pyplot()
-    names = TASKS[task]
-    counts = np.asarray(matrix)
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    side = 1.6 + 0.75 * max(len(names), 5)  # the 3-class sentiment figure as legible as the 7-class one
-    figure, panels = plt.subplots(1, 2, figsize=(2 * side + 1.5, side))
-    for axes, values, top, colours, what, heading, cell in (
-        (panels[0], counts, max(counts.max(), 1), "Blues", "items", "counts", "{:d}"),
-        (panels[1], shares, 1.0, "Greens", "share of the true class", "normalised by true class", "{:.2f}"),
-    ):
-        image = axes.imshow(values, cmap=colours, vmin=0, vmax=top)
-        figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label=what)
-        axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
-        axes.set_yticks(range(len(names)), names)
-        axes.set_xlabel("predicted")
-        axes.set_ylabel("true")
-        axes.set_title(heading)
-        for i in range(len(names)):
-            for j in range(len(names)):
-                axes.text(j, i, cell.format(values[i, j]), ha="center", va="center",
-                          color="white" if values[i, j] / top > 0.5 else "black")  # fmt: skip
-    figure.suptitle(title or f"{task} confusion matrix")
-    figure.tight_layout()
-    return figure
-
-
 def save_figure(figure, path) -> None:
     import matplotlib.pyplot as plt
 
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-def save_confusion_pngs(folder, results: dict, title: str) -> None:
-    """confusion_emotion.png and confusion_sentiment.png in `folder`, from summarized results."""
-    for task in TASKS:
-        save_figure(confusion_figure(task, results[task]["confusion_matrix"], f"{task}, {title}"),
-                    Path(folder) / f"confusion_{task}.png")  # fmt: skip
 
 
 def curves_figure(history: list[dict], best_epoch: int | None = None):

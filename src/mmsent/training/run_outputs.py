@@ -19,7 +19,8 @@ from mmsent.model_dir import CARD, METRICS, save_model_dir
 from mmsent.training import distributed
 from mmsent.training.distributed import DistInfo
 from mmsent.training.errors import TrainingError
-from mmsent.training.metrics import curves_figure, save_confusion_pngs, save_figure
+from mmsent.training.confusion_image import save_confusion_pngs
+from mmsent.training.metrics import curves_figure, save_figure
 from mmsent.training.run_folders import RunFolderError, hold_run_folders
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from mmsent.labels import TASKS
 
 # name=value; pairs printed once per epoch, e.g. "validation:emotion_weighted_f1=0.5123;".
@@ -67,7 +69,7 @@ class TensorBoardLog:
             model.train(was_training)
 
     def epoch(self, epoch: int, train: dict, validation: dict, learning_rates: dict[str, float]) -> None:
-        from mmsent.training.metrics import confusion_figure
+        from mmsent.training.confusion_image import confusion_image
 
         if self.writer is None:
             return
@@ -78,8 +80,8 @@ class TensorBoardLog:
             w.add_scalar(f"Accuracy/validation/{task}", validation[task]["accuracy"], epoch)
             w.add_scalar(f"F1/validation/{task}_weighted", validation[task]["weighted_f1"], epoch)
             w.add_scalar(f"F1/validation/{task}_macro", validation[task]["macro_f1"], epoch)
-            w.add_figure(f"ConfusionMatrix/{task}",
-                         confusion_figure(task, validation[task]["confusion_matrix"], f"{task}, epoch {epoch}"), epoch)  # fmt: skip
+            image = confusion_image(task, validation[task]["confusion_matrix"], f"{task}, epoch {epoch}")
+            w.add_image(f"ConfusionMatrix/{task}", np.asarray(image), epoch, dataformats="HWC")
             if "without_text" in validation:
                 w.add_scalar(f"F1/validation_without_text/{task}_weighted", validation["without_text"][task]["weighted_f1"], epoch)
         for group, rate in learning_rates.items():
