@@ -4,11 +4,13 @@ media cache with the frozen backbone's outputs served from one store."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
+from mmsent.features import STORE_FOLDER
 from tests.conftest import assert_same_run_results, run_folders
 
 # Video only, frozen backbone (eval mode), no dropout, no class weights: each rank's mean loss over
@@ -26,9 +28,15 @@ def _run(command: list[str], data, out, batch_size: int, *extra: str) -> subproc
     return result
 
 
+@pytest.fixture(scope="module")
+def one_process(sample_dir, tmp_path_factory):
+    """The single-process run every torchrun run below must end as: its folder and its output."""
+    folder = tmp_path_factory.mktemp("one-process") / "one"
+    return folder, _run([sys.executable, "-m", "mmsent"], sample_dir, folder, batch_size=8).stdout
+
+
 @pytest.mark.slow
-def test_two_gloo_processes_end_with_the_metrics_of_one_process_with_the_same_global_batch(sample_dir, tmp_path):
-    one = _run([sys.executable, "-m", "mmsent"], sample_dir, tmp_path / "one", batch_size=8)
+def test_two_gloo_processes_end_with_the_metrics_of_one_process_with_the_same_global_batch(sample_dir, tmp_path, one_process):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "mmsent"]
     # With a media cache, the frozen video backbone runs once and every rank reads its outputs from one store:
     # each rank must have built the same frozen weights, which the store is keyed by (else rank 1 looks
@@ -38,10 +46,39 @@ def test_two_gloo_processes_end_with_the_metrics_of_one_process_with_the_same_gl
 
     assert "2 processes (DDP)" in two.stdout
     assert two.stdout.count("epoch=1;") == 1  # metric lines come from rank 0 alone
-    assert "epoch 1/2 train 3/3" in two.stdout and "epoch 1/2 train 3/3" in one.stdout  # 24 items: 3 steps of 8
-    got = assert_same_run_results(tmp_path / "two", tmp_path / "one", loss_tolerance=1e-4)
+    one, one_stdout = one_process
+    assert "epoch 1/2 train 3/3" in two.stdout and "epoch 1/2 train 3/3" in one_stdout  # 24 items: 3 steps of 8
+    got = assert_same_run_results(tmp_path / "two", one, loss_tolerance=1e-4)
     # The validation split (10 items) is sharded 5 + 5 and gathered: every item counted once.
     assert sum(sum(row) for row in got["validation"]["emotion"]["confusion_matrix"]) == 10
+
+
+@pytest.mark.slow
+def test_two_machines_each_with_its_own_cache_folder_end_as_one_process(sample_dir, tmp_path, one_process):
+    # Two torchrun node groups on this host, one process each, each with its own cache folder (as each
+    # instance of a multi-instance job has its own disk): each machine's local rank 0 decodes its own media
+    # cache and computes its own frozen outputs. Only identical frozen weights on both make rank 1 train on
+    # the features rank 0 would have given it, so the run ends as the single process does.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")} | {"OMP_NUM_THREADS": "1"}
+    nodes = []
+    for node in (0, 1):
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--node-rank",
+                   str(node), "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "mmsent", "train",
+                   "--data-dir", str(sample_dir), *SETTINGS, "--batch-size", "4", *run_folders(tmp_path / f"node{node}"),
+                   "--cache-dir", str(tmp_path / f"cache-of-node{node}")]  # fmt: skip
+        nodes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    for node, (stdout, stderr) in zip(nodes, outputs):
+        assert node.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    assert outputs[0][0].count("computing the frozen video backbone's outputs") == 3  # node 0's, printed by rank 0
+    # Each machine decoded and ran the backbone into its own folder, under one key: the same frozen weights.
+    stores = [sorted(p.name for p in (tmp_path / f"cache-of-node{node}" / "train" / STORE_FOLDER).iterdir()) for node in (0, 1)]
+    assert stores[0] == stores[1] and stores[0][0].startswith("video-")
+    assert not (tmp_path / "node1" / "model" / "metrics.json").exists()  # rank 0 alone writes the results
+    assert_same_run_results(tmp_path / "node0", one_process[0], loss_tolerance=1e-4)
 
 
 def _wait_out_slow_set_up(rank: int, port: int, results) -> None:
