@@ -265,8 +265,9 @@ def _video(cue: int, seconds: float, cfg: SampleConfig, rng: np.random.Generator
     # Noise in 8x8-pixel blocks: as distracting to a model as pixel noise, far cheaper to encode.
     block = 8
     noise = rng.normal(0, 25, (count, -(-cfg.height // block), -(-cfg.width // block), 3)).astype(np.float32)
-    noise = noise.repeat(block, axis=1).repeat(block, axis=2)[:, : cfg.height, : cfg.width]
-    frames = np.clip(base + noise, 0, 255).astype(np.uint8)
+    # Coloured per block, then blown up to pixels: the same frames as blowing up the noise first, at 1/64 of the work.
+    blocks = np.clip(base + noise, 0, 255).astype(np.uint8)
+    frames = blocks.repeat(block, axis=1).repeat(block, axis=2)[:, : cfg.height, : cfg.width].copy()
     side = cfg.height // 4
     start = rng.uniform(0, [cfg.width - side, cfg.height - side])
     velocity = rng.normal(0, 2.0, 2)
@@ -281,7 +282,8 @@ def _audio(cue: int, seconds: float, cfg: SampleConfig, rng: np.random.Generator
     t = np.arange(round(seconds * cfg.audio_rate)) / cfg.audio_rate
     pitch = PITCHES_HZ[cue] * rng.uniform(0.92, 1.08)
     phase = 2 * np.pi * np.cumsum(pitch * (1 + 0.02 * np.sin(2 * np.pi * 5 * t))) / cfg.audio_rate
-    voice = np.sin(phase) + np.sin(2 * phase) / 2 + np.sin(3 * phase) / 3
+    sine, cosine = np.sin(phase), np.cos(phase)
+    voice = sine * (1 + cosine + (3 - 4 * sine * sine) / 3)  # sin p + sin 2p / 2 + sin 3p / 3, with two transcendentals
     envelope = 0.5 + 0.5 * np.maximum(np.sin(2 * np.pi * rng.uniform(2, 4) * t + rng.uniform(0, 6)), 0)
     mono = (0.2 * voice * envelope + rng.normal(0, 0.03, t.size)).astype(np.float32)
     return np.repeat(mono[None, :], channels, axis=0)
