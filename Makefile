@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench image-check endpoint-check gpu-wheels gpu-check clean
+.PHONY: demo test test-fast bench image-check endpoint-check torchserve-check gpu-wheels gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ image-check: $(STAMP)
 # torch (.cache/image-venvs), then model_fn and a first prediction; the seconds of each stage (target < 60 s).
 endpoint-check: $(STAMP)
 	$(BIN)/python tools/endpoint_check.py $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
+
+# The packed archive under the real inference stack: the sagemaker-pytorch-inference toolkit's entry point
+# starting TorchServe (Java) on 127.0.0.1 as the container does, GET /ping, a clip on POST /invocations.
+torchserve-check: $(STAMP)
+	$(BIN)/python tools/torchserve_check.py $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
 
 # The GPU path in one prepared run (benchmarks/gpu_check.py; under 8 minutes on one GPU): where CUDA is.
 # It uses .venv when there is one, else python3 with PYTHONPATH=src (a GPU image with torch). A bare image
