@@ -106,6 +106,19 @@ def image_venv(image: FrameworkImage, folder: Path, toolkit: bool = True) -> str
     return str(python)
 
 
+def layered_venv(base_python: str, folder: Path) -> str:
+    """A fresh venv of `base_python`'s interpreter that sees `base_python`'s venv beneath its own packages (a
+    .pth file): what pip installs goes into this one, the image's packages stay as they are, and a check can
+    start from the image's packages alone without copying gigabytes of them."""
+    base_python = Path(base_python)
+    version = subprocess.run([str(base_python), "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    subprocess.run([find_python(version), "-m", "venv", str(folder)], check=True)
+    beneath = base_python.parents[1] / "lib" / f"python{version}" / "site-packages"
+    (folder / "lib" / f"python{version}" / "site-packages" / "_image_packages.pth").write_text(f"{beneath}\n")
+    return str(folder / "bin" / "python")
+
+
 def find_python(version: str) -> str:
     """A working python3.X: on PATH, else one that pyenv installed but does not put on PATH."""
     candidates = [shutil.which(f"python{version}")]

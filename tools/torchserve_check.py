@@ -5,7 +5,7 @@ entry point): the toolkit writes TorchServe's configuration, archives /opt/ml/mo
 torch-model-archiver, installs code/requirements.txt (pip, before the server starts), then starts
 TorchServe (a Java frontend) whose Python workers load `inference.py` through the toolkit's handler
 service. This check runs exactly that, from PyPI's sagemaker-pytorch-inference, torchserve and
-torch-model-archiver, with the Java runtime on PATH, in a copy of the venv of the inference image's
+torch-model-archiver, with the Java runtime on PATH, in a venv layered on the one of the inference image's
 Python and torch (tools/endpoint_check.py's), on 127.0.0.1:
 
 - the archive `mmsent deploy` would upload, unpacked where SAGEMAKER_BASE_DIR points (/opt/ml in the image);
@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from endpoint_check import _sample_and_model  # noqa: E402
-from image_check import image_venv  # noqa: E402
+from image_check import image_venv, layered_venv  # noqa: E402
 
 from mmsent.labels import EMOTIONS  # noqa: E402
 from mmsent.sagemaker.deploy import EndpointSettings, build_model_archive, endpoint_requests  # noqa: E402
@@ -78,8 +78,7 @@ def main() -> int:
         tmp = Path(tmp)
         base = image_venv(image, args.venvs / f"inference-{args.framework_version}", toolkit=False)
         venv = tmp / "venv"
-        shutil.copytree(Path(base).parents[1], venv, symlinks=True)
-        python = str(venv / "bin" / "python")
+        python = layered_venv(base, venv)
         print(f"== installing {' '.join(SERVING_PACKAGES)} (the image's serving stack)", flush=True)
         subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *SERVING_PACKAGES], check=True)
         sample, model_dir = _sample_and_model(tmp, args.model_dir)
