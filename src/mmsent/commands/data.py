@@ -37,6 +37,17 @@ def add_parsers(commands) -> None:
     check.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
     check.set_defaults(run=_run_data_check)
 
+    download = data.add_parser("download", help="download MELD.Raw (about 10 GB) and extract it into the layout train reads",
+                                description="Download MELD.Raw.tar.gz (resumed after an interruption), check its size "
+                                "(and SHA-256), extract it and its split archives safely into OUT/MELD.Raw, then report "
+                                "on it as `data check` does. A second run finds it whole and does nothing.")  # fmt: skip
+    download.add_argument("--out", type=Path, required=True, help="folder to download into (MELD.Raw/ is made there)")
+    download.add_argument("--url", default=None, help="where MELD.Raw.tar.gz is (default: its authors' address)")
+    download.add_argument("--sha256", help="the archive's expected SHA-256, checked before it is extracted")
+    download.add_argument("--no-decode", action="store_true", help="report from the CSVs only; skip decoding the clips")
+    download.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
+    download.set_defaults(run=_run_data_download)
+
     cache = commands.add_parser("cache", help="decode every clip once into a memory-mapped media cache",
                                 description="Decode every clip once (frames as uint8, log-mel as float16) into a "
                                 "memory-mapped cache that `mmsent train --cache-dir` reads instead of decoding. "
@@ -71,6 +82,20 @@ def _run_data_check(args: argparse.Namespace, env: Environment) -> int:
     reports = [check_split(files, MediaConfig(), decode=not args.no_decode, workers=args.workers or default_workers())
                for files in splits.values()]  # fmt: skip
     print(json.dumps(report_as_dict(reports), indent=2) if args.json else format_report(reports))
+    return EXIT_OK
+
+
+def _run_data_download(args: argparse.Namespace, env: Environment) -> int:
+    from mmsent.data.check import check_split, default_workers, format_report
+    from mmsent.data.download import MELD_URL, download_meld
+    from mmsent.data.layout import find_splits
+
+    if args.sha256 is not None and (len(args.sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in args.sha256)):
+        return error(f"--sha256 {args.sha256!r}: 64 hexadecimal digits expected")
+    data = download_meld(args.out, args.url or MELD_URL, args.sha256)
+    reports = [check_split(files, MediaConfig(), decode=not args.no_decode, workers=args.workers or default_workers())
+               for files in find_splits(data).values()]  # fmt: skip
+    print(format_report(reports))
     return EXIT_OK
 
 
