@@ -64,8 +64,9 @@ def test_bad_settings_are_refused_before_any_call(aws, tiny_model_dir, args, mes
 
 def test_endpoint_names_follow_sagemakers_rule():
     settings = dict(role_arn=ROLE, image_uri="i", model_data_url="s3://b/k", region="us-east-1")
-    with pytest.raises(ValueError, match="letters, digits and hyphens"):
-        EndpointSettings(endpoint_name="no_underscores", **settings)
+    for name in ("no_underscores", "x-" * 40 + "x"):  # the second: 81 characters, hyphens between
+        with pytest.raises(ValueError, match="letters, digits and hyphens"):
+            EndpointSettings(endpoint_name=name, **settings)
     requests = endpoint_requests(EndpointSettings(endpoint_name="x" * 63, **settings), stamp="20261128-120000")
     assert len(requests["create_model"]["ModelName"]) <= 63
 

@@ -51,6 +51,7 @@ BAD = [
     ({"job_name": "has space"}, "job name 'has space'"),
     ({"job_name": "-leading-hyphen"}, "job name"),
     ({"job_name": "x" * 64}, "job name"),
+    ({"job_name": "x-" * 40 + "x"}, "job name"),  # hyphens between count too: the service's pattern alone let 81 characters pass
     ({"role_arn": "SageMakerRole"}, "is not an IAM role ARN"),
     ({"role_arn": "arn:aws:iam::12345:role/R"}, "is not an IAM role ARN"),
     ({"channels": {"train": "https://bucket/x"}}, "channel 'train': not an s3://"),

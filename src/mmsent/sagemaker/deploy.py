@@ -24,13 +24,13 @@ from mmsent.inference.predict import Predictor
 from mmsent.model_dir import CARD, CONFIG, ENCODER_FILES, LABELS, METRICS, WEIGHTS, load_model_dir
 from mmsent.sagemaker.images import ENDPOINT_INSTANCES, gpus_per_instance, inference_image, unknown_instance_type
 from mmsent.sagemaker.package import add_bytes, add_code, conflicts_with, write_tar_gz
+from mmsent.sagemaker.request import is_service_name
 from mmsent.sagemaker.wheels import WHEELS_FOLDER, inference_requirements, requirements_file
 
 ENTRY_MODULE = "inference.py"
 _ENTRY_SCRIPT = '''"""What SageMaker's PyTorch inference toolkit imports: mmsent's handler functions."""
 from mmsent.inference.handler import input_fn, model_fn, output_fn, predict_fn  # noqa: F401
 '''
-ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's rule for endpoint names
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)  # the sizes SageMaker serverless offers
 SERVERLESS_MAX_CONCURRENCY = 5
 # Graviton (arm64) families: ml.c7g, ml.m6gd, ml.c6gn... The AWS PyTorch inference image mmsent names, and
@@ -50,7 +50,7 @@ class EndpointSettings:
     serverless_memory_mb: int | None = None
 
     def __post_init__(self) -> None:
-        if not ENDPOINT_NAME.match(self.endpoint_name):
+        if not is_service_name(self.endpoint_name, 63):
             raise SettingsError(f"--endpoint-name {self.endpoint_name!r}: 1 to 63 letters, digits and hyphens, "
                              "starting with a letter or digit")  # fmt: skip
         if not self.role_arn.startswith("arn:"):

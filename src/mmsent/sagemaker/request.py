@@ -17,7 +17,7 @@ from mmsent.sagemaker.s3 import S3UriError, parse_s3_uri
 from mmsent.training.tracking import METRIC_DEFINITIONS
 from mmsent.errors import MmsentError
 
-JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+SERVICE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")  # job, tuning job and endpoint names: hyphens between
 ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 INPUT_MODES: tuple[str, ...] = ("File", "FastFile")
 MAX_RUNTIME_SECONDS = 28 * 24 * 3600  # the service's limit
@@ -32,8 +32,10 @@ TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
 class LaunchValidationError(MmsentError, ValueError):
     """The request breaks SageMaker's rules; the message lists every problem found."""
 
+    request = "training job"
+
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("the training job request is invalid:\n  - " + "\n  - ".join(problems))
+        super().__init__(f"the {self.request} request is invalid:\n  - " + "\n  - ".join(problems))
         self.problems = problems
 
 
@@ -105,11 +107,18 @@ def build_request(s: JobSettings) -> dict:
     }
 
 
+def is_service_name(name: str, longest: int) -> bool:
+    """SageMaker's rule for the names of training jobs (63), tuning jobs (32) and endpoints (63): its pattern,
+    and at most `longest` characters. The service's pattern alone, `[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`, lets
+    hyphens past the length, and botocore checks no maximum length: a longer name reached the service."""
+    return len(name) <= longest and SERVICE_NAME.match(name) is not None
+
+
 def validate_request(request: dict) -> None:
     """Raise LaunchValidationError listing each rule the request breaks; return if none."""
     problems: list[str] = []
     name = request["TrainingJobName"]
-    if not JOB_NAME.match(name):
+    if not is_service_name(name, 63):
         problems.append(f"job name {name!r}: 1-63 letters, digits and hyphens, starting and ending with a letter or digit")
     if not ROLE_ARN.match(request["RoleArn"]):
         problems.append(f"role {request['RoleArn']!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)")
