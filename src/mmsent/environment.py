@@ -3,10 +3,14 @@
 Inside a SageMaker training job the container contract sets `SM_*` variables: the input channels
 (`SM_CHANNEL_TRAIN`, `SM_CHANNEL_VALIDATION`, `SM_CHANNEL_TEST`), the model and output folders.
 Outside one, none is set and local defaults apply. torchrun sets RANK, LOCAL_RANK and WORLD_SIZE.
+SageMaker also names the job (TRAINING_JOB_NAME) and writes its hyperparameters to
+input/config/hyperparameters.json, where a training job started by a tuning job finds
+`_tuning_objective_metric` (the training toolkit keeps that one from the script's arguments).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +18,7 @@ from pathlib import Path
 from mmsent.errors import SettingsError
 
 _CHANNEL_PREFIX = "SM_CHANNEL_"
+TUNING_OBJECTIVE = "_tuning_objective_metric"  # sagemaker_training.params.TUNING_METRIC_PARAM
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ class Environment:
     rank: int = 0  # RANK: this process's place among them
     local_rank: int = 0  # LOCAL_RANK: its place on this machine, which picks its GPU
     base_dir: Path = Path("/opt/ml")  # SAGEMAKER_BASE_DIR: the job's /opt/ml tree (another folder for a local run)
+    job_name: str | None = None  # TRAINING_JOB_NAME, set by SageMaker in a job
+    tuning_trial: bool = False  # a training job of a tuning job (its hyperparameters name the tuning objective)
 
     @property
     def in_sagemaker(self) -> bool:
@@ -42,8 +49,14 @@ class Environment:
     @property
     def checkpoint_dir(self) -> Path | None:
         """Inside a job, the folder that CheckpointConfig syncs with S3 (its default LocalPath): what a
-        restarted spot job finds again."""
-        return self.base_dir / "checkpoints" if self.in_sagemaker else None
+        restarted spot job finds again. Every training job of a tuning job gets the same CheckpointConfig,
+        so each keeps its checkpoints in a folder named after itself: a trial resumes its own after a spot
+        interruption, never another trial's (whose settings differ on purpose). The TensorFlow toolkit
+        does the same for its model_dir (aws/sagemaker-tensorflow-training-toolkit#179)."""
+        if not self.in_sagemaker:
+            return None
+        folder = self.base_dir / "checkpoints"
+        return folder / self.job_name if self.tuning_trial and self.job_name else folder
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> "Environment":
@@ -59,6 +72,7 @@ class Environment:
             cache_dir = Path(env["XDG_CACHE_HOME"]) / "mmsent"
         else:
             cache_dir = Path(env.get("HOME", str(Path.home()))) / ".cache" / "mmsent"
+        base_dir = Path(env.get("SAGEMAKER_BASE_DIR") or "/opt/ml")
         return cls(
             channels=channels,
             model_dir=Path(env["SM_MODEL_DIR"]) if env.get("SM_MODEL_DIR") else None,
@@ -68,8 +82,17 @@ class Environment:
             world_size=_integer(env, "WORLD_SIZE", 1),
             rank=_integer(env, "RANK", 0),
             local_rank=_integer(env, "LOCAL_RANK", 0),
-            base_dir=Path(env.get("SAGEMAKER_BASE_DIR") or "/opt/ml"),
+            base_dir=base_dir,
+            job_name=env.get("TRAINING_JOB_NAME") or None,
+            tuning_trial=_tuning_objective_named(base_dir / "input" / "config" / "hyperparameters.json"),
         )
+
+
+def _tuning_objective_named(hyperparameters: Path) -> bool:
+    try:
+        return TUNING_OBJECTIVE in json.loads(hyperparameters.read_text())
+    except (OSError, ValueError, TypeError):  # no job here, or no readable file: not a tuning trial
+        return False
 
 
 def _integer(env: Mapping[str, str], name: str, default: int) -> int:

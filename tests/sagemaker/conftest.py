@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import urllib.request
 
 import boto3
 import pytest
@@ -18,6 +19,9 @@ def aws():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto's state lives in the process, across servers: each module starts from none (moto's reset endpoint),
+    # whatever another module of this worker left in the bucket.
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")).close()
     env = {
         "AWS_ENDPOINT_URL": f"http://{host}:{port}",
         "AWS_ACCESS_KEY_ID": "testing",

@@ -77,6 +77,15 @@ def launch(settings: JobSettings, session, framework_version: str, data_dir: Pat
     validate_request(request)
     if dry_run:
         return request
+    upload_inputs(settings, session, framework_version, data_dir)
+    session.client("sagemaker").create_training_job(**request)
+    print(f"created training job {settings.job_name} ({settings.instance_count} x {settings.instance_type}"
+          f"{', spot' if settings.spot else ''}) in {settings.region}")  # fmt: skip
+    return request
+
+
+def upload_inputs(settings: JobSettings, session, framework_version: str, data_dir: Path | None) -> None:
+    """What a training job reads from S3: the data (when given as a local folder) and the sources."""
     s3 = s3_client(session)
     check_bucket(s3, parse_s3_uri(settings.sourcedir_uri)[0], settings.region)
     if data_dir is not None:
@@ -84,10 +93,6 @@ def launch(settings: JobSettings, session, framework_version: str, data_dir: Pat
     bucket, key = parse_s3_uri(settings.sourcedir_uri)
     with tempfile.TemporaryDirectory() as tmp:
         upload_file(s3, build_sourcedir(Path(tmp) / "sourcedir.tar.gz", framework_version), bucket, key)
-    session.client("sagemaker").create_training_job(**request)
-    print(f"created training job {settings.job_name} ({settings.instance_count} x {settings.instance_type}"
-          f"{', spot' if settings.spot else ''}) in {settings.region}")  # fmt: skip
-    return request
 
 
 def wait_for_job(session, job_name: str, poll_seconds: float = 30.0) -> dict:
