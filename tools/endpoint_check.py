@@ -42,6 +42,8 @@ from mmsent.sagemaker.package import requirements_for  # noqa: E402
 from mmsent.sagemaker.wheels import fetch_wheels, inference_requirements  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# pip with no package index to reach (a closed port, no configured mirror): an endpoint without internet access.
+OFFLINE_PIP = {"PIP_CONFIG_FILE": "/dev/null", "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_FIND_LINKS": ""}
 
 
 def main() -> int:
@@ -98,7 +100,7 @@ def _cold_start(base: str, archive: Path, requirements: str | None, offline: boo
         (model / "code" / "requirements.txt").write_text(requirements)
     # The toolkit's own command (torchserve.py, _install_requirements); offline: no index reachable, as in a VPC
     # without internet access.
-    env = os.environ | ({"PIP_CONFIG_FILE": "/dev/null", "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_FIND_LINKS": ""} if offline else {})
+    env = os.environ | (OFFLINE_PIP if offline else {})
     timings = {}
     started = time.monotonic()
     install = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check", "-r", str(model / "code" / "requirements.txt")],

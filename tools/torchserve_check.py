@@ -40,7 +40,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from endpoint_check import _sample_and_model  # noqa: E402
+from endpoint_check import OFFLINE_PIP, _sample_and_model  # noqa: E402
 from image_check import image_venv, layered_venv  # noqa: E402
 
 from mmsent.labels import EMOTIONS  # noqa: E402
@@ -93,9 +93,8 @@ def main() -> int:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        env = (os.environ | container | {"SAGEMAKER_BASE_DIR": str(tmp / "opt-ml"), "SAGEMAKER_BIND_TO_PORT": str(port),
-               "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "PIP_CONFIG_FILE": "/dev/null",
-               "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_FIND_LINKS": "", "VIRTUAL_ENV": str(venv)})  # fmt: skip
+        env = (os.environ | container | OFFLINE_PIP | {"SAGEMAKER_BASE_DIR": str(tmp / "opt-ml"), "SAGEMAKER_BIND_TO_PORT": str(port),
+               "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)})  # fmt: skip
         env.pop("PYTHONPATH", None)
         log = (tmp / "server.log").open("w")
         print(f"== starting the toolkit's entry point on port {port}: {json.dumps(container)}", flush=True)

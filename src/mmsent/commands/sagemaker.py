@@ -131,9 +131,7 @@ def _checked_training_tokens(tokens: list[str]):
     for folder in ("--data-dir", "--model-dir", "--output-data-dir", "--tensorboard-dir", "--checkpoint-dir"):
         if folder in tokens:
             raise SettingsError(f"training arguments: {folder} is set by the job's container contract; leave it out")
-    probe = RaisingParser(prog="mmsent train")
-    add_training_settings(probe)
-    parsed = probe.parse_args(tokens)
+    parsed = _train_parser().parse_args(tokens)
     try:
         model_cfg = model_config(parsed)
         text_cfg = config_from_args(TextConfig, parsed)
@@ -146,6 +144,13 @@ def _checked_training_tokens(tokens: list[str]):
     except ValueError as problem:
         raise SettingsError(f"training arguments: {problem}") from None
     return model_cfg
+
+
+def _train_parser() -> RaisingParser:
+    """`mmsent train`'s settings as a parser whose errors are SettingsErrors, to check arguments meant for a job."""
+    parser = RaisingParser(prog="mmsent train")
+    add_training_settings(parser)
+    return parser
 
 
 def _token_pairs(tokens: list[str]) -> list[tuple[str, str]]:
@@ -172,10 +177,8 @@ def _shared_tokens(args: argparse.Namespace, leaving_out: str) -> list[str]:
 
 def _number_kinds() -> dict[str, type]:
     """Each numeric `mmsent train` option (without its dashes) and its type, int or float."""
-    probe = RaisingParser(prog="mmsent train")
-    add_training_settings(probe)
     kinds = {"int": int, "float": float}
-    return {action.option_strings[0][2:]: kinds[action.type.__name__] for action in probe._actions
+    return {action.option_strings[0][2:]: kinds[action.type.__name__] for action in _train_parser()._actions
             if action.option_strings and getattr(action.type, "__name__", None) in kinds}  # fmt: skip
 
 

@@ -267,7 +267,7 @@ def _video(cue: int, seconds: float, cfg: SampleConfig, rng: np.random.Generator
     noise = rng.normal(0, 25, (count, -(-cfg.height // block), -(-cfg.width // block), 3)).astype(np.float32)
     # Coloured per block, then blown up to pixels: the same frames as blowing up the noise first, at 1/64 of the work.
     blocks = np.clip(base + noise, 0, 255).astype(np.uint8)
-    frames = blocks.repeat(block, axis=1).repeat(block, axis=2)[:, : cfg.height, : cfg.width].copy()
+    frames = np.ascontiguousarray(blocks.repeat(block, axis=1).repeat(block, axis=2)[:, : cfg.height, : cfg.width])
     side = cfg.height // 4
     start = rng.uniform(0, [cfg.width - side, cfg.height - side])
     velocity = rng.normal(0, 2.0, 2)

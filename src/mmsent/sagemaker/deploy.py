@@ -85,7 +85,8 @@ def build_model_archive(model_dir: Path, destination: Path, framework_version: s
     else:
         Predictor(model_dir, device="cpu", workers=1, asr_model=str(asr_model))  # what the endpoint's model_fn loads
     image = inference_image(framework_version)
-    if conflicts := conflicts_with(image, f"pytorch-inference {framework_version}", inference_requirements(image)):
+    requirements = inference_requirements(image)
+    if conflicts := conflicts_with(image, f"pytorch-inference {framework_version}", requirements):
         raise SettingsError(f"pytorch-inference {framework_version} cannot run the handler's requirements:\n  " + "\n  ".join(conflicts))
 
     def fill(archive: tarfile.TarFile) -> None:
@@ -101,7 +102,7 @@ def build_model_archive(model_dir: Path, destination: Path, framework_version: s
         for path in sorted(Path(asr_model).rglob("*")) if asr_model is not None else []:
             if path.is_file():
                 add_bytes(archive, f"{PACKED_ASR_FOLDER}/{path.relative_to(asr_model).as_posix()}", path.read_bytes())
-        add_code(archive, "code/", ENTRY_MODULE, _ENTRY_SCRIPT, requirements_file(inference_requirements(image), wheels is not None))
+        add_code(archive, "code/", ENTRY_MODULE, _ENTRY_SCRIPT, requirements_file(requirements, wheels is not None))
         for path in sorted(Path(wheels).glob("*.whl")) if wheels is not None else []:
             add_bytes(archive, f"code/{WHEELS_FOLDER}/{path.name}", path.read_bytes())
 

@@ -45,18 +45,28 @@ def image_requirements(framework_version: str = DEFAULT_FRAMEWORK_VERSION) -> li
     return requirements_for(framework_image(framework_version))
 
 
-def requirements_for(image: FrameworkImage) -> list[str]:
-    """The rule of `image_requirements`, for any image (training or inference)."""
+def requirements_for(image: FrameworkImage, only: tuple[str, ...] | None = None) -> list[str]:
+    """The rule of `image_requirements`, for any image (training or inference). `only`: of mmsent's own
+    pinned dependencies, just these (what an endpoint's handler imports), each of which must be one."""
     major = int(image.numpy.split(".")[0])
     lines = [f"{name}=={version}" for name, version in image.framework_packages.items()]
     lines.append(f"numpy>={major},<{major + 1}")
+    wanted = None if only is None else {canonicalize_name(name) for name in only}
+    kept = set()
     for line in metadata.requires("mmsent") or []:
         requirement = Requirement(line)
         if requirement.marker is not None:  # an extra's: dev, bench, local
             continue
         name = canonicalize_name(requirement.name)
-        if name not in image.framework_packages and name != "numpy" and name not in _NOT_FOR_TRAINING:
+        if wanted is not None:
+            keep = name in wanted
+        else:
+            keep = name not in image.framework_packages and name != "numpy" and name not in _NOT_FOR_TRAINING
+        if keep:
             lines.append(str(requirement))
+            kept.add(name)
+    if wanted is not None and wanted - kept:
+        raise ValueError(f"not among mmsent's dependencies: {', '.join(sorted(wanted - kept))}")
     return lines
 
 

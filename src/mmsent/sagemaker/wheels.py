@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -28,6 +27,7 @@ from packaging.utils import canonicalize_name
 
 from mmsent.errors import SettingsError
 from mmsent.sagemaker.images import FrameworkImage
+from mmsent.sagemaker.package import requirements_for
 
 # What mmsent.inference.handler imports beyond the image's torch, torchvision, torchaudio and numpy (and the
 # standard library): tests/sagemaker/test_wheels.py imports the handler in a fresh interpreter and checks
@@ -41,13 +41,9 @@ _COMPLETE = ".complete"
 
 def inference_requirements(image: FrameworkImage) -> list[str]:
     """The image's torch, torchvision and torchaudio pinned (`==`, so pip leaves the image's build alone),
-    numpy held to its major version, then INFERENCE_PACKAGES at the versions mmsent pins."""
-    major = int(image.numpy.split(".")[0])
-    lines = [f"{name}=={version}" for name, version in image.framework_packages.items()]
-    lines.append(f"numpy>={major},<{major + 1}")
-    pinned = {canonicalize_name(Requirement(line).name): Requirement(line) for line in metadata.requires("mmsent") or []
-              if Requirement(line).marker is None}  # fmt: skip
-    return lines + [str(pinned[canonicalize_name(name)]) for name in INFERENCE_PACKAGES]
+    numpy held to its major version, then INFERENCE_PACKAGES at the versions mmsent pins: training's rule
+    (package.requirements_for) kept to what the handler imports."""
+    return requirements_for(image, only=INFERENCE_PACKAGES)
 
 
 def requirements_file(requirements: list[str], wheels: bool) -> str:
