@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mmsent.data.download import COMPLETE, DATA_FOLDER, DownloadError, download_meld
+from mmsent.data.download import COMPLETE, DATA_FOLDER, LOCK, DownloadError, download_meld
+from mmsent.files import exclusive_lock
 from mmsent.data.layout import CLIP_FOLDERS, find_splits
 from tests.cli import mmsent, mmsent_process
 
@@ -210,3 +211,13 @@ def test_a_folder_in_the_way_that_no_finished_download_made_is_left_alone(archiv
     with pytest.raises(DownloadError, match="exists but no finished download made it"):
         download_meld(tmp_path, server.url, say=lambda *a: None, progress=False)
     assert (tmp_path / DATA_FOLDER / "notes.txt").read_text() == "mine" and server.requests == []
+
+
+def test_a_second_download_into_the_same_folder_stops_naming_the_first(archive, serve, tmp_path):
+    server = serve(archive)
+    with exclusive_lock(tmp_path / LOCK):  # as a download running in another process holds it
+        with pytest.raises(DownloadError, match="another download into it is running \\(process \\d+ on "):
+            download_meld(tmp_path, server.url, say=lambda *a: None, progress=False)
+    assert server.requests == [] and not (tmp_path / "MELD.Raw.tar.gz.part").exists()
+    download_meld(tmp_path, server.url, say=lambda *a: None, progress=False)  # once it is done, the folder is free
+    assert sorted(p.name for p in tmp_path.iterdir()) == [COMPLETE, DATA_FOLDER]

@@ -26,10 +26,12 @@ from pathlib import Path
 
 from mmsent.data.layout import CLIP_FOLDERS, DatasetLayoutError, find_splits
 from mmsent.errors import MmsentError
+from mmsent.files import LockHeld, exclusive_lock
 
 MELD_URL = "https://web.eecs.umich.edu/~mihalcea/downloads/MELD.Raw.tar.gz"  # the MELD authors' address
 DATA_FOLDER = "MELD.Raw"
 COMPLETE = ".mmsent-download.json"  # beside DATA_FOLDER once it is whole: what was downloaded, from where
+LOCK = ".mmsent-download.lock"  # held while a download runs, removed when it ends
 ATTEMPTS = 5  # requests per run: the first, then resumptions after a connection that broke off
 CHUNK = 1 << 20
 # Room needed beyond what is still to download: the archive's size again while its members are extracted,
@@ -47,15 +49,33 @@ class NoRoom(DownloadError):
 
 def download_meld(out: Path, url: str = MELD_URL, sha256: str | None = None, say: Callable[..., None] = print,
                   progress: bool | None = None) -> Path:  # fmt: skip
-    """The MELD.Raw folder under `out`, downloaded and extracted unless a whole one is there already."""
+    """The MELD.Raw folder under `out`, downloaded and extracted unless a whole one is there already. One
+    download at a time into a folder: a second one started meanwhile stops at once, naming the first."""
     out = Path(out)
+    marker = out / COMPLETE
+    if marker.is_file() and (out / DATA_FOLDER).is_dir():
+        say(f"{out / DATA_FOLDER}: already downloaded ({json.loads(marker.read_text()).get('url', 'unknown address')}); nothing to do")
+        return out / DATA_FOLDER
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK
+    try:
+        with exclusive_lock(lock):
+            try:
+                return _download(out, url, sha256, say, progress)
+            finally:
+                lock.unlink(missing_ok=True)  # while held: a later run takes a new one
+    except LockHeld as held:
+        raise DownloadError(f"{out}: another download into it is running ({held.holder}); wait for it, or choose "
+                            "another --out") from None  # fmt: skip
+
+
+def _download(out: Path, url: str, sha256: str | None, say, progress: bool | None) -> Path:
     data, marker = out / DATA_FOLDER, out / COMPLETE
-    if marker.is_file() and data.is_dir():
-        say(f"{data}: already downloaded ({json.loads(marker.read_text()).get('url', 'unknown address')}); nothing to do")
+    if marker.is_file() and data.is_dir():  # the run that held the folder before this one finished it
+        say(f"{data}: already downloaded; nothing to do")
         return data
     if data.exists():
         raise DownloadError(f"{data} exists but no finished download made it (no {COMPLETE}): move it away first")
-    out.mkdir(parents=True, exist_ok=True)
     archive = out / (Path(url.split("?")[0]).name or "MELD.Raw.tar.gz")
     part = archive.with_name(archive.name + ".part")
     if not archive.is_file():
