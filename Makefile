@@ -48,7 +48,7 @@ endpoint-check: $(STAMP)
 # The packed archive under the real inference stack: the sagemaker-pytorch-inference toolkit's entry point
 # starting TorchServe (Java) on 127.0.0.1 as the container does, GET /ping, a clip on POST /invocations.
 torchserve-check: $(STAMP)
-	$(BIN)/python tools/torchserve_check.py $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
+	$(BIN)/python tools/torchserve_check.py $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(if $(TRANSFORM),--transform)
 
 # The GPU path in one prepared run (benchmarks/gpu_check.py; under 8 minutes on one GPU): where CUDA is.
 # It uses .venv when there is one, else python3 with PYTHONPATH=src (a GPU image with torch). A bare image

@@ -18,12 +18,20 @@ It times the start to the first successful GET /ping, sends a clip to POST /invo
 answer, then stops the server with SIGTERM as SageMaker does. What it cannot show: the image's CUDA build,
 its OS, and the service's own checks around the container.
 
-    python tools/torchserve_check.py [--model-dir DIR] [--ping-timeout 300]
+With --transform, the container is a batch transform job's instead (the Model environment `mmsent
+transform` sets, with a 20 MB payload, and SAGEMAKER_BATCH=true as SageMaker sets it in a transform job):
+a 10 MB request must pass TorchServe (whose own limit is 6.5 MB unless TS_MAX_REQUEST_SIZE raises it),
+and an empty clip must be answered with its row (empty_file), not an error that would fail the job.
+Without it, the endpoint's: TorchServe refuses the same 10 MB request (it closes the connection), as a
+real-time endpoint's own 6 MB limit would.
+
+    python tools/torchserve_check.py [--model-dir DIR] [--ping-timeout 300] [--transform]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -46,6 +54,7 @@ from image_check import image_venv, layered_venv  # noqa: E402
 from mmsent.labels import EMOTIONS  # noqa: E402
 from mmsent.sagemaker.deploy import EndpointSettings, build_model_archive, endpoint_requests  # noqa: E402
 from mmsent.sagemaker.images import DEFAULT_INFERENCE_VERSION, INFERENCE_IMAGES  # noqa: E402
+from mmsent.sagemaker.transform import TransformSettings, transform_requests  # noqa: E402
 from mmsent.sagemaker.wheels import fetch_wheels, inference_requirements  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +77,7 @@ def main() -> int:
     parser.add_argument("--framework-version", default=DEFAULT_INFERENCE_VERSION, choices=sorted(INFERENCE_IMAGES))
     parser.add_argument("--ping-timeout", type=float, default=300.0, help="seconds to wait for the first successful /ping")
     parser.add_argument("--venvs", type=Path, default=ROOT / ".cache" / "image-venvs", help="where the image venvs are kept")
+    parser.add_argument("--transform", action="store_true", help="a batch transform job's container, not an endpoint's")
     args = parser.parse_args()
     if shutil.which("java") is None:
         raise SystemExit("torchserve check: no java on PATH (TorchServe's frontend is Java; the image has OpenJDK 17)")
@@ -90,6 +100,12 @@ def main() -> int:
                                     image_uri="local", model_data_url="s3://local/model.tar.gz", region="us-east-1",
                                     instance_type="ml.m5.xlarge")  # fmt: skip
         container = endpoint_requests(settings)["create_model"]["PrimaryContainer"]["Environment"]
+        if args.transform:
+            job = TransformSettings(job_name="torchserve-check", role_arn=settings.role_arn, image_uri="local",
+                                    model_data_url=settings.model_data_url, region="us-east-1", input_uri="s3://local/in/",
+                                    output_uri="s3://local/out/", records="lines", instance_type="ml.m5.xlarge",
+                                    max_payload_mb=20)  # fmt: skip
+            container = transform_requests(job)["create_model"]["PrimaryContainer"]["Environment"] | {"SAGEMAKER_BATCH": "true"}
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -112,10 +128,25 @@ def main() -> int:
                 print(f"== /invocations with {clip.name}: {emotion}")
                 if emotion not in EMOTIONS:
                     problems.append(f"the answer names no emotion: {answer}")
-                bad = _invoke(port, b"not a video", "video/mp4", expect_error=True)
-                print(f"== a broken clip: HTTP {bad['status']}")
-                if not 400 <= bad["status"] < 500:
-                    problems.append(f"a broken clip got HTTP {bad['status']}, not a 4xx")
+                # One of a transform job's JSON lines, padded with whitespace (valid JSON) to 10 MB: over TorchServe's own 6.5 MB.
+                line = json.dumps({"text": "so big", "media": base64.b64encode(clip.read_bytes()).decode(), "speaker": "",
+                                   "past": [], "future": []}).encode()  # fmt: skip
+                big = _invoke(port, line + b" " * (10 * 2**20 - len(line)), "application/json", expect_error=not args.transform)
+                print(f"== a 10 MB request: " + (f"HTTP {big['status']}" if "status" in big else big["predictions"][0]["emotion"]))
+                if args.transform and "predictions" not in big:
+                    problems.append(f"a 10 MB request within the job's 20 MB payload was refused: {big}")
+                if not args.transform and big.get("status") not in (413, "connection reset"):
+                    problems.append(f"a 10 MB request to an endpoint got {big}, not TorchServe's refusal")
+                if args.transform:
+                    empty = _invoke(port, b"", "application/octet-stream")
+                    print(f"== an empty clip: {empty['predictions'][0]['issues']}")
+                    if empty["predictions"][0]["issues"] != ["empty_file"]:
+                        problems.append(f"an empty clip in a transform job got {empty}, not its row naming empty_file")
+                else:
+                    bad = _invoke(port, b"not a video", "video/mp4", expect_error=True)
+                    print(f"== a broken clip: HTTP {bad['status']}")
+                    if not 400 <= bad["status"] < 500:
+                        problems.append(f"a broken clip got HTTP {bad['status']}, not a 4xx")
             else:
                 problems.append(f"no successful /ping within {args.ping_timeout:.0f} s (server exit: {server.poll()})")
         except (OSError, ValueError, KeyError) as error:
@@ -132,7 +163,7 @@ def main() -> int:
             print("== from the server's log:\n" + "\n".join(line[:300] for line in lines if any(mark in line for mark in _LOG_MARKS)))
             if problems:
                 print("== server log (tail):\n" + "\n".join(lines[-80:]))
-    print("\n== TorchServe check, pytorch-inference", args.framework_version)
+    print("\n== TorchServe check, pytorch-inference", args.framework_version, "(transform job)" if args.transform else "(endpoint)")
     print("| stage | seconds |\n|---|---:|")
     for stage, seconds in timings.items():
         print(f"| {stage} | {seconds:.1f} |")
@@ -171,6 +202,10 @@ def _invoke(port: int, body: bytes, content_type: str, expect_error: bool = Fals
         if expect_error:
             return {"status": error.code, "body": error.read().decode(errors="replace")}
         raise ValueError(f"HTTP {error.code}: {error.read().decode(errors='replace')[:1000]}") from error
+    except (urllib.error.URLError, ConnectionError) as error:  # TorchServe closes the connection on a body over its limit
+        if expect_error and isinstance(getattr(error, "reason", error), ConnectionResetError):
+            return {"status": "connection reset"}
+        raise
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Subcommands:
   sample        write the built-in MELD-format sample dataset
   data check    validate a dataset: rows, labels, broken clips, durations
+  data download fetch and unpack MELD.Raw (resumable), then check it
   cache         decode every clip once into a memory-mapped media cache
   params        parameter counts per component, for any model settings
   train         train the fusion model (the same script runs inside a SageMaker training job)
@@ -11,8 +12,10 @@ Subcommands:
   serve         a model dir behind HTTP: SageMaker's GET /ping and POST /invocations
   launch        run `mmsent train` as a SageMaker training job (or locally through the real toolkit)
   jobs          list, describe, stop SageMaker training jobs; pull a job's model and TensorBoard logs
+  tune          a SageMaker hyperparameter tuning job over train's settings; `tuning describe` lists its trials
   deploy        serve a model dir (or a job's model) from a SageMaker endpoint, real-time or serverless
   endpoints     list, invoke, delete SageMaker endpoints
+  transform     classify many clips as a SageMaker batch transform job; `transforms results` reads its answers
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import argparse
 import sys
 
 from mmsent import __version__
-from mmsent.commands import data, endpoints, inference, model, sagemaker
+from mmsent.commands import data, endpoints, inference, model, sagemaker, transform
 from mmsent.commands.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, error
 from mmsent.environment import Environment
 from mmsent.errors import MmsentError
@@ -47,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "MELD-format video, and use them: predict, serve, deploy.")  # fmt: skip
     parser.add_argument("--version", action="version", version=f"mmsent {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
-    for area in (data, model, inference, sagemaker, endpoints):
+    for area in (data, model, inference, sagemaker, endpoints, transform):
         area.add_parsers(commands)
     return parser
 

@@ -6,6 +6,8 @@ Outside one, none is set and local defaults apply. torchrun sets RANK, LOCAL_RAN
 SageMaker also names the job (TRAINING_JOB_NAME) and writes its hyperparameters to
 input/config/hyperparameters.json, where a training job started by a tuning job finds
 `_tuning_objective_metric` (the training toolkit keeps that one from the script's arguments).
+In a batch transform job's container SageMaker sets SAGEMAKER_BATCH=true (the inference handler then
+answers a clip it cannot use with a row naming why, not an error that would fail the whole job).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Environment:
     base_dir: Path = Path("/opt/ml")  # SAGEMAKER_BASE_DIR: the job's /opt/ml tree (another folder for a local run)
     job_name: str | None = None  # TRAINING_JOB_NAME, set by SageMaker in a job
     tuning_trial: bool = False  # a training job of a tuning job (its hyperparameters name the tuning objective)
+    batch_transform: bool = False  # SAGEMAKER_BATCH=true: the model serves a batch transform job
 
     @property
     def in_sagemaker(self) -> bool:
@@ -85,6 +88,7 @@ class Environment:
             base_dir=base_dir,
             job_name=env.get("TRAINING_JOB_NAME") or None,
             tuning_trial=_tuning_objective_named(base_dir / "input" / "config" / "hyperparameters.json"),
+            batch_transform=env.get("SAGEMAKER_BATCH", "").lower() == "true",
         )
 
 

@@ -80,7 +80,7 @@ def _run_deploy(args: argparse.Namespace, env: Environment) -> int:
     )  # fmt: skip
     requests = endpoint_requests(settings, stamp)
     with tempfile.TemporaryDirectory(prefix="mmsent-deploy-") as folder:
-        model_dir = args.model_dir if args.model_dir is not None else _job_model(session, args.job, Path(folder))
+        model_dir = args.model_dir if args.model_dir is not None else job_model(session, args.job, Path(folder))
         image = inference_image(version)
         wheels = None if args.no_wheels else fetch_wheels(inference_requirements(image), image, env.cache_dir)
         archive = build_model_archive(model_dir, Path(folder) / "model.tar.gz", version, args.asr_model, wheels)
@@ -106,7 +106,7 @@ def _run_deploy(args: argparse.Namespace, env: Environment) -> int:
     return EXIT_OK
 
 
-def _job_model(session, job: str, folder: Path) -> Path:
+def job_model(session, job: str, folder: Path) -> Path:
     """The training job's model, downloaded and unpacked (checked as a model dir) into `folder`."""
     from mmsent.sagemaker.jobs import pull
 

@@ -66,22 +66,29 @@ def add_parsers(commands) -> None:
     serve.set_defaults(run=_run_serve)
 
 
-def _requests(args: argparse.Namespace):
+def csv_requests(path: Path, clips_dir: Path | None):
+    """A MELD-format CSV's rows as Requests: each with its clip in `clips_dir` (None: text only), its true labels
+    where the CSV has them, and its dialogue (a model trained with context turns reads as many as it was trained with)."""
     from mmsent.data.meld import read_meld_csv
     from mmsent.data.text_inputs import dialogue_inputs
+    from mmsent.inference.predict import Request
+
+    if clips_dir is not None and not clips_dir.is_dir():
+        raise SettingsError(f"--clips-dir {clips_dir}: no such folder")
+    rows = read_meld_csv(path, require_labels=False)
+    return [Request(clip=clips_dir / row.clip_name if clips_dir is not None else None, text=row.text, name=row.clip_name,
+                    labels=None if row.emotion is None else {"emotion": row.emotion, "sentiment": row.sentiment},
+                    speaker=context.speaker, past=context.past, future=context.future)
+            for row, context in zip(rows, dialogue_inputs(rows))]  # fmt: skip
+
+
+def _requests(args: argparse.Namespace):
     from mmsent.inference.predict import Request
 
     if args.csv is not None:
         if args.clips or args.text is not None:
             raise SettingsError("give clips (and --text) or --csv, not both")
-        if args.clips_dir is not None and not args.clips_dir.is_dir():
-            raise SettingsError(f"--clips-dir {args.clips_dir}: no such folder")
-        rows = read_meld_csv(args.csv, require_labels=False)
-        # Each row carries its whole dialogue; a model trained with context turns reads as many as it was trained with.
-        return [Request(clip=args.clips_dir / row.clip_name if args.clips_dir is not None else None, text=row.text,
-                        name=row.clip_name, labels=None if row.emotion is None else {"emotion": row.emotion, "sentiment": row.sentiment},
-                        speaker=context.speaker, past=context.past, future=context.future)
-                for row, context in zip(rows, dialogue_inputs(rows))]  # fmt: skip
+        return csv_requests(args.csv, args.clips_dir)
     if args.clips_dir is not None:
         raise SettingsError("--clips-dir goes with --csv (the CSV names the clips)")
     if not args.clips:
@@ -100,7 +107,7 @@ def _run_predict(args: argparse.Namespace, env: Environment) -> int:
         return error(f"--out {args.out}: the file name must end in {' or '.join(OUTPUT_SUFFIXES)}")
     if args.windows is not None and args.csv is not None and args.clips_dir is None:
         return error("--windows needs clips: give --clips-dir with --csv")
-    if args.out is not None and (problem := _unwritable(args.out)):  # before the work, not after it
+    if args.out is not None and (problem := unwritable(args.out)):  # before the work, not after it
         return error(f"--out {args.out}: {problem}")
     requests = _requests(args)
     predictor = Predictor(args.model_dir, batch_size=args.batch_size, workers=args.num_workers, asr_model=args.asr_model)
@@ -150,7 +157,7 @@ def metrics_text(predictions) -> str:
     return "\n".join(lines)
 
 
-def _unwritable(path: Path) -> str | None:
+def unwritable(path: Path) -> str | None:
     """Why no file can be written at `path` (its folder missing, not a folder, not writable), or None."""
     from mmsent.files import prove_writable
 

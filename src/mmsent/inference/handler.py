@@ -13,6 +13,9 @@ probability, which modalities were present, media issues, the transcript used an
 recognition made it (with an asr/ folder in the model dir, clips sent without text are transcribed)]}.
 Bad requests raise RequestError: status 4xx and a JSON body {"error": "..."} naming the problem. In
 the AWS container the toolkit turns its status_code into the response's (it appends a traceback).
+In a batch transform job, a clip the model cannot use is answered as `mmsent predict` answers it (a row
+naming its issues, every modality absent), not with 422: an error answer, retried and then failed, would
+fail the whole job over one broken clip of thousands.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 import torch
 
 from mmsent.data.text_inputs import Turn
+from mmsent.environment import Environment
 from mmsent.inference.asr import PACKED_ASR_FOLDER
 from mmsent.inference.predict import Predictor, Request, TooManyWindows
 
@@ -89,9 +93,11 @@ def input_fn(body: bytes | str, content_type: str) -> Input:
     media_type = (content_type or "").split(";")[0].strip().lower()
     if isinstance(body, str):  # the toolkit decodes JSON and CSV bodies to text before calling
         body = body.encode("utf-8")
-    if not body:
+    media = media_type.startswith(MEDIA_PREFIXES) or media_type == "application/octet-stream"
+    # An empty clip in a batch transform job's input is a clip (its row names it zero_length), not a bad request.
+    if not body and not (media and Environment.read().batch_transform):
         raise RequestError(400, "empty request body: send a clip's bytes (video/mp4, ...) or JSON {\"text\": ...}")
-    if media_type.startswith(MEDIA_PREFIXES) or media_type == "application/octet-stream":
+    if media:
         return Input(media=bytes(body))
     if media_type == "text/plain":
         return Input(text=_utf8(body))
@@ -154,7 +160,7 @@ def _turns(fields: dict, side: str) -> tuple[Turn, ...]:
 
 def predict_fn(data: Input, model: Predictor) -> list[dict]:
     """One object per window. A clip that yields nothing the model can use, without a transcript
-    to fall back on, is a 422 naming what was wrong with it."""
+    to fall back on, is a 422 naming what was wrong with it (in a batch transform job, its row)."""
     with tempfile.TemporaryDirectory(prefix="mmsent-request-") as folder:
         clip = None
         if data.media is not None:
@@ -167,7 +173,7 @@ def predict_fn(data: Input, model: Predictor) -> list[dict]:
             predictions = model.predict([request], every=data.windows)
         except TooManyWindows as problem:  # counted from the clip's duration, before decoding it
             raise RequestError(413, str(problem)) from None
-    if not any(any(p.present.values()) for p in predictions):
+    if not any(any(p.present.values()) for p in predictions) and not Environment.read().batch_transform:
         issues = sorted({issue for p in predictions for issue in p.issues})
         raise RequestError(422, "nothing in the request could be used: the media " + (
             f"could not be decoded ({', '.join(issues)})" if issues else "has none of the model's inputs") +

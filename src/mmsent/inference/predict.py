@@ -73,6 +73,12 @@ class Prediction:
             row["labels"] = self.labels
         return row
 
+    @classmethod
+    def from_dict(cls, row: dict) -> "Prediction":
+        """The inverse of as_dict (an endpoint's or a batch transform job's answer, with its name added)."""
+        fields = dict(row, issues=tuple(row.get("issues") or ()))
+        return cls(**{name: fields[name] for name in cls.__dataclass_fields__ if name in fields})
+
 
 MAX_WINDOWS = 1000  # per clip: a timeline of a long scene, not work (and memory) without bound
 

@@ -63,11 +63,18 @@ class EndpointSettings:
             raise SettingsError("--instance-type is required without --serverless")
         elif problem := unknown_instance_type(self.instance_type, ENDPOINT_INSTANCES):
             raise SettingsError(f"--{problem}")
-        elif ARM_INSTANCE.match(self.instance_type):
-            raise SettingsError(f"--instance-type {self.instance_type} is a Graviton (arm64) instance: mmsent packs for the "
-                                "x86_64 PyTorch inference image; choose an x86 type (ml.c5, ml.m5, ml.g5...)")  # fmt: skip
+        elif problem := arm_instance(self.instance_type):
+            raise SettingsError(problem)
         if self.instance_count < 1:
             raise SettingsError(f"--instance-count must be at least 1, got {self.instance_count}")
+
+
+def arm_instance(instance_type: str) -> str | None:
+    """Why the packed archive cannot run on `instance_type` (a Graviton one), or None."""
+    if ARM_INSTANCE.match(instance_type):
+        return (f"--instance-type {instance_type} is a Graviton (arm64) instance: mmsent packs for the x86_64 PyTorch "
+                "inference image; choose an x86 type (ml.c5, ml.m5, ml.g5...)")
+    return None
 
 
 def build_model_archive(model_dir: Path, destination: Path, framework_version: str, asr_model: Path | None = None,
@@ -120,23 +127,35 @@ def endpoint_requests(settings: EndpointSettings, stamp: str | None = None) -> d
         variant["ServerlessConfig"] = {"MemorySizeInMB": settings.serverless_memory_mb, "MaxConcurrency": SERVERLESS_MAX_CONCURRENCY}
     else:
         variant |= {"InitialInstanceCount": settings.instance_count, "InstanceType": settings.instance_type}
-    environment = {
+    return {
+        "create_model": model_request(model_name, settings.role_arn, settings.image_uri, settings.model_data_url,
+                                      settings.region, settings.instance_type),
+        "create_endpoint_config": {"EndpointConfigName": config_name, "ProductionVariants": [variant]},
+        "create_endpoint": {"EndpointName": settings.endpoint_name, "EndpointConfigName": config_name},
+    }  # fmt: skip
+
+
+def model_request(name: str, role_arn: str, image_uri: str, model_data_url: str, region: str, instance_type: str | None,
+                  environment: dict[str, str] | None = None) -> dict:
+    """The CreateModel request for an archive build_model_archive packed: the inference image runs its code/
+    (an endpoint's model and a batch transform job's alike), with `environment` added to the container's."""
+    container_environment = {
         "SAGEMAKER_PROGRAM": ENTRY_MODULE,
         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-        "SAGEMAKER_REGION": settings.region,
+        "SAGEMAKER_REGION": region,
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
         # Model-server workers, each a whole copy of the model: TorchServe's default is one per vCPU (on a
         # CPU or serverless endpoint, many copies that share the same cores and memory). One per GPU on a
         # GPU instance (model_fn places each on the GPU it is given), else one.
-        "SAGEMAKER_MODEL_SERVER_WORKERS": str(max(1, gpus_per_instance(settings.instance_type or ""))),
-    }
-    return {
-        "create_model": {"ModelName": model_name, "ExecutionRoleArn": settings.role_arn,
-                         "PrimaryContainer": {"Image": settings.image_uri, "ModelDataUrl": settings.model_data_url,
-                                              "Environment": environment}},
-        "create_endpoint_config": {"EndpointConfigName": config_name, "ProductionVariants": [variant]},
-        "create_endpoint": {"EndpointName": settings.endpoint_name, "EndpointConfigName": config_name},
-    }  # fmt: skip
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(model_server_workers(instance_type)),
+    } | (environment or {})
+    return {"ModelName": name, "ExecutionRoleArn": role_arn,
+            "PrimaryContainer": {"Image": image_uri, "ModelDataUrl": model_data_url, "Environment": container_environment}}
+
+
+def model_server_workers(instance_type: str | None) -> int:
+    """Copies of the model an instance serves from: one per GPU, else one (serverless: None)."""
+    return max(1, gpus_per_instance(instance_type or ""))
 
 
 def create_endpoint(sagemaker, requests: dict[str, dict]) -> None:

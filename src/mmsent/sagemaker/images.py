@@ -97,9 +97,12 @@ _MULTI_GPU: dict[str, int] = {
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
 
 
-# The enumerations in SageMaker's API model that name the instance types a training job and an endpoint may use.
+# The enumerations in SageMaker's API model that name the instance types a training job, an endpoint and a batch
+# transform job may use, and how a message names those.
 TRAINING_INSTANCES = "TrainingInstanceType"
 ENDPOINT_INSTANCES = "ProductionVariantInstanceType"
+TRANSFORM_INSTANCES = "TransformInstanceType"
+_USES = {TRAINING_INSTANCES: "training jobs", ENDPOINT_INSTANCES: "endpoints", TRANSFORM_INSTANCES: "batch transform jobs"}
 
 
 @functools.cache
@@ -110,7 +113,7 @@ def _sagemaker_model():
 
 
 def unknown_instance_type(instance_type: str, use: str) -> str | None:
-    """Why SageMaker would refuse `instance_type` for `use` (TRAINING_INSTANCES or ENDPOINT_INSTANCES), or
+    """Why SageMaker would refuse `instance_type` for `use` (one of the enumerations above), or
     None. The list is the enumeration in SageMaker's API model as botocore ships it (which botocore itself
     does not enforce): `ml.fake.huge` would otherwise reach the service after every upload."""
     import botocore
@@ -118,8 +121,7 @@ def unknown_instance_type(instance_type: str, use: str) -> str | None:
     if not INSTANCE_TYPE.match(instance_type):
         return f"instance type {instance_type!r} is not of the form ml.FAMILY.SIZE"
     if instance_type not in _sagemaker_model().shape_for(use).enum:
-        kind = "training jobs" if use == TRAINING_INSTANCES else "endpoints"
-        return (f"instance type {instance_type!r}: not one SageMaker offers for {kind} (as its API model in botocore "
+        return (f"instance type {instance_type!r}: not one SageMaker offers for {_USES[use]} (as its API model in botocore "
                 f"{botocore.__version__} lists them; a newer botocore knows newer ones)")
     return None
 
