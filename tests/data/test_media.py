@@ -196,6 +196,71 @@ def test_frames_too_far_apart_once_skipped_mean_a_full_decode(tmp_path):
     assert np.array_equal(decode_clip(path, cfg).frames, decode_clip(path, cfg, skip_nonref=False).frames)
 
 
+def _nearest_frames_decoding_every_one(path: Path, cfg: MediaConfig) -> np.ndarray:
+    """The reference for the exact pass: every frame decoded, the nearest to each target kept (the earlier on a tie)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        start = float(stream.start_time * stream.time_base)
+        frames = [(frame.time - start, frame) for packet in container.demux(stream) for frame in packet.decode()]
+        duration = media._duration(container, stream)  # the stream's, else the container's
+        targets = [(i + 0.5) * duration / cfg.num_frames for i in range(cfg.num_frames)]
+        chosen = [min(frames, key=lambda f: (abs(f[0] - t), f[0]))[1] for t in targets]
+        return np.stack([media.resize_and_crop(frame, cfg.frame_size) for frame in chosen])
+
+
+@pytest.mark.parametrize("x264", ["bframes=3:b-adapt=0:scenecut=0:weightp=0", "bframes=7:b-adapt=0:b-pyramid=none:scenecut=0:weightp=0"])
+def test_the_exact_pass_picks_what_decoding_every_frame_picks_while_decoding_fewer(tmp_path, monkeypatch, x264):
+    path = tmp_path / "bframes.mp4"
+    encode_clip(path, _numbered_frames(), FPS, _tone(4.0, 2), preset="veryfast", x264_params=x264)
+    cfg = MediaConfig(num_frames=8)
+    offered = []
+    original = media._EvenFrameSampler.offer
+    monkeypatch.setattr(media._EvenFrameSampler, "offer", lambda self, frame: offered.append(frame.time) or original(self, frame))
+    exact = decode_clip(path, cfg, skip_nonref=False)
+    assert np.array_equal(exact.frames, _nearest_frames_decoding_every_one(path, cfg))
+    assert len(offered) < FRAMES * 0.8  # non-reference frames far from every target were not decoded
+
+
+def test_a_nearest_frame_the_exact_pass_skipped_means_every_frame_decoded(tmp_path, monkeypatch):
+    path = tmp_path / "long-b-runs.mp4"
+    encode_clip(path, _numbered_frames(), FPS, None, preset="veryfast", x264_params="bframes=7:b-adapt=0:b-pyramid=none:scenecut=0:weightp=0")
+    cfg = MediaConfig(num_frames=8)
+    offered = []
+    original = media._EvenFrameSampler.offer
+    monkeypatch.setattr(media._EvenFrameSampler, "offer", lambda self, frame: offered.append(frame.time) or original(self, frame))
+    # As if the frame times had a gap (variable frame rate): every non-reference frame skipped. The check against
+    # every packet's time finds frames chosen that are not the nearest, and the clip is decoded again, every frame.
+    monkeypatch.setattr(media._EvenFrameSampler, "could_choose", lambda self, time: False)
+    assert np.array_equal(decode_clip(path, cfg, skip_nonref=False).frames, _nearest_frames_decoding_every_one(path, cfg))
+    assert len(offered) > FRAMES  # the skipping pass, then every frame
+
+
+@pytest.mark.parametrize("name, indexed", [("clip.mp4", True), ("clip.mov", True), ("clip.mkv", False), ("matroska-inside.mp4", False)])
+def test_the_open_probe_decodes_nothing_only_where_the_index_says_it_all(tmp_path, name, indexed):
+    """An MP4 or MOV file's index gives the streams' size, rate, start and duration: its probe decodes no frame.
+    Matroska takes a stream's start from its first decoded frame, so its probe decodes (a probe decoding
+    nothing there starts the video 21 ms late, at the audio's priming, and moves the sampled frames)."""
+    path = tmp_path / name
+    container_format = "matroska" if not indexed else None
+    with av.open(str(path), "w", format=container_format) as out:  # PyAV's x264 and AAC, as any muxer gets them
+        video, audio = out.add_stream("libx264", rate=FPS), out.add_stream("aac", rate=48_000)
+        video.width, video.height, video.pix_fmt, video.options = 160, 90, "yuv420p", {"bframes": "3"}
+        audio.layout = "stereo"
+        for frame in _numbered_frames():
+            out.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(video.encode())
+        tone = _tone(4.0, 2)
+        for start in range(0, tone.shape[1], 1024):
+            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1024]), format="fltp", layout="stereo")
+            chunk.sample_rate = 48_000
+            out.mux(audio.encode(chunk))
+        out.mux(audio.encode())
+    with media._open(path, skip_nonref=True) as container:
+        assert (container.streams.video[0].format is None) == indexed  # no frame decoded: no pixel format known yet
+    cfg = MediaConfig()
+    assert np.array_equal(decode_clip(path, cfg, skip_nonref=False).frames, _nearest_frames_decoding_every_one(path, cfg))
+
+
 def test_every_decoder_option_is_one_ffmpeg_knows(clips):
     # FFmpeg reports an unknown option value only through its log, which PyAV keeps silent unless
     # asked: torchvision 0.25 (in the SageMaker training image) turns it on at import, and a

@@ -10,7 +10,9 @@ Short H.264 clips hold one keyframe, so sampling across the clip means decoding 
 be skipped is decoding the frames nothing else refers to (FFmpeg's `skip_frame = NONREF`: most
 B-frames, about half of a broadcast encode): the nearest decoded frame is then at most a frame or
 two from each target. When a clip's frames fall further apart than `MAX_FRAME_OFFSET` allows, it
-is decoded again in full, so sampling never drifts more than that from the even spacing.
+is decoded again for the exact nearest frames (`skip_nonref=False`), so sampling never drifts more
+than that from the even spacing. That exact pass decodes the non-reference frames that could be one
+(within a frame interval of a target), and checks its choice against every packet's time.
 
 Broken media never raises: a missing, empty, unreadable, truncated or stream-less clip gives
 `None` for the modality it lacks and names the problem in `DecodedClip.issues`, so that the dataset
@@ -19,6 +21,7 @@ can yield an empty input with a mask saying the modality is absent, and reports 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import ctypes
 import functools
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 import torch
 import torchaudio
@@ -66,6 +70,9 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its paren
 # How far (in frame intervals) a frame sampled with non-reference frames skipped may lie from its
 # target before the clip is decoded again in full.
 MAX_FRAME_OFFSET = 2.0
+_INDEXED_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"  # FFmpeg's demuxer for the ISO/QuickTime family
+_INDEXED_SUFFIXES = (".mp4", ".mov", ".m4a", ".m4v", ".3gp")
+_NOT_NEAREST = math.inf  # _decode_open's offset when the exact pass must decode every frame instead
 
 
 @dataclass(frozen=True)
@@ -100,33 +107,52 @@ def decode_clip(
 
 def decode_windows(
     path: Path | None, cfg: MediaConfig, plan: WindowPlan | None, *, video: bool = True, audio: bool = True,
-    skip_nonref: bool = True,
+    skip_nonref: bool = True, every_frame: bool = False,
 ) -> list[DecodedClip]:
     """`decode_clip` for each window `plan` chooses once the duration is known (still one pass over
     the file): each window gets `num_frames` frames evenly across it and the audio from its start.
-    A clip that cannot be opened gives one DecodedClip naming the problem, whatever the plan."""
+    A clip that cannot be opened gives one DecodedClip naming the problem, whatever the plan.
+    `skip_nonref` False picks the exact nearest frame to each target: non-reference frames are decoded
+    only where one could be that frame (within a frame interval of a target), and the choice is checked
+    against every packet's time; `every_frame` decodes them all (where that check fails)."""
     if path is None or not Path(path).is_file():
         return [DecodedClip(None, None, None, None, (MISSING,))]
     if Path(path).stat().st_size == 0:
         return [DecodedClip(None, None, None, None, (EMPTY_FILE,))]
-    # Opening probes the streams by decoding their first frames; for 720p H.264 with B-frames that
-    # costs more than a fifth of decoding the whole clip. The header already says what we need
-    # (size, rate, duration), so the probe skips non-reference frames too.
-    probe = [{"skip_frame": "noref"}] * _MAX_STREAMS if skip_nonref else None  # FFmpeg's AVDiscard name
     try:
-        container = av.open(str(path), metadata_errors="ignore", stream_options=probe)
+        container = _open(Path(path), skip_nonref)
     except (av.FFmpegError, OSError, ValueError):
         return [DecodedClip(None, None, None, None, (UNREADABLE,))]
     with container:
-        clips, offset = _decode_open(container, cfg, plan, want_video=video, want_audio=audio, skip_nonref=skip_nonref)
+        clips, offset = _decode_open(container, cfg, plan, want_video=video, want_audio=audio, skip_nonref=skip_nonref,
+                                     every_frame=every_frame)  # fmt: skip
     if skip_nonref and offset > MAX_FRAME_OFFSET:
         return decode_windows(path, cfg, plan, video=video, audio=audio, skip_nonref=False)
+    if offset == _NOT_NEAREST:  # the exact pass skipped a frame it needed (a gap in the frame times): every frame then
+        return decode_windows(path, cfg, plan, video=video, audio=audio, skip_nonref=False, every_frame=True)
     return clips
 
 
+def _open(path: Path, skip_nonref: bool) -> av.container.InputContainer:
+    """The clip, opened. Opening probes the streams by decoding their first frames: for 720p H.264 with
+    B-frames, about 12 ms of a 100 ms decode. An MP4 or MOV file's index already says what we need (size,
+    rate, start, duration, channels), so its probe decodes nothing; other containers (Matroska, say) take
+    a stream's start from its first decoded frame, so there the probe decodes, skipping only non-reference
+    frames where the decode will. The suffix only picks the first try: the demuxer's name decides."""
+    if path.suffix.lower() in _INDEXED_SUFFIXES:
+        container = av.open(str(path), metadata_errors="ignore", stream_options=[{"skip_frame": "all"}] * _MAX_STREAMS)
+        if container.format.name == _INDEXED_DEMUXER:
+            return container
+        container.close()
+    probe = [{"skip_frame": "noref"}] * _MAX_STREAMS if skip_nonref else None  # FFmpeg's AVDiscard names
+    return av.open(str(path), metadata_errors="ignore", stream_options=probe)
+
+
 def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, plan: WindowPlan | None, *,
-                 want_video: bool, want_audio: bool, skip_nonref: bool) -> tuple[list[DecodedClip], float]:
-    """The clip's windows, and how far (in frame intervals) the farthest sampled frame lies from its target."""
+                 want_video: bool, want_audio: bool, skip_nonref: bool, every_frame: bool = False,
+                 ) -> tuple[list[DecodedClip], float]:  # fmt: skip
+    """The clip's windows, and how far (in frame intervals) the farthest sampled frame lies from its target
+    (_NOT_NEAREST: an exact pass chose a frame that is not the nearest, having skipped that one)."""
     issues: list[str] = []
     video_stream = container.streams.video[0] if container.streams.video else None
     audio_stream = container.streams.audio[0] if container.streams.audio else None
@@ -146,6 +172,10 @@ def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, plan:
         if skip_nonref and rate:
             video_stream.codec_context.skip_frame = "NONREF"
         sampler = _EvenFrameSampler(cfg, duration, _start_time(video_stream), float(rate) if rate else None, windows)
+    # The exact pass: every packet's time is seen; non-reference frames far from any target are not decoded.
+    targeted = (not skip_nonref and not every_frame and sampler is not None and sampler.targets is not None
+                and sampler.frame_rate is not None and video_stream.time_base is not None)  # fmt: skip
+    seen: list[float] = []
     collector = None
     if want_audio and audio_stream is not None:
         wanted = math.ceil(max(end for _, end in windows) * cfg.sample_rate) if windows else cfg.audio_samples
@@ -159,6 +189,10 @@ def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, plan:
                     break  # every target frame and enough audio: the rest is not needed
                 if packet.stream is audio_stream and collector.full:
                     continue  # enough audio: skip decoding the rest, the video still needs every packet
+                if targeted and packet.stream is video_stream and packet.pts is not None:
+                    time = float(packet.pts * video_stream.time_base) - sampler.start
+                    seen.append(time)
+                    video_stream.codec_context.skip_frame = "DEFAULT" if sampler.could_choose(time) else "NONREF"
                 try:
                     frames = packet.decode()
                 except av.FFmpegError:
@@ -189,6 +223,8 @@ def _decode_open(container: av.container.InputContainer, cfg: MediaConfig, plan:
             if waveform is None:
                 issues.append(NO_AUDIO_SAMPLES)
     offset = sampler.worst_offset_frames if sampler is not None else 0.0
+    if targeted and not sampler.nearest_among(seen):
+        offset = _NOT_NEAREST
     audio_channels = (collector.channels or None) if collector is not None else None
     if audio_channels is None and audio_stream is not None:
         audio_channels = audio_stream.codec_context.channels or None  # known without decoding when not probed away
@@ -248,9 +284,12 @@ class _EvenFrameSampler:
         self.targets = ([a + (i + 0.5) * (b - a) / per_window for a, b in windows for i in range(per_window)]
                         if windows else None)  # fmt: skip
         self.chosen: list[np.ndarray] = []
+        self.chosen_times: list[float] = []
         self.previous: tuple[float, av.VideoFrame] | None = None
         self.last_rgb: tuple[av.VideoFrame, np.ndarray] | None = None
         self.unknown_duration_frames: list[np.ndarray] = []
+        # One scaler for every frame of the clip: frame.reformat builds a new one (its filters) each call.
+        self.reformatter = VideoReformatter()
 
     def offer(self, frame: av.VideoFrame) -> None:
         time = (frame.time if frame.time is not None else 0.0) - self.start
@@ -265,9 +304,31 @@ class _EvenFrameSampler:
             else:
                 chosen_time, chosen = time, frame
             self.chosen.append(self._rgb(chosen))
+            self.chosen_times.append(chosen_time)
             if self.frame_rate:
                 self.worst_offset_frames = max(self.worst_offset_frames, abs(chosen_time - target) * self.frame_rate)
         self.previous = (time, frame)
+
+    def could_choose(self, time: float) -> bool:
+        """Whether a frame at `time` could be the nearest to a target: within a frame interval of one."""
+        after = bisect.bisect_left(self.targets, time)
+        near = [self.targets[i] for i in (after - 1, after) if 0 <= i < len(self.targets)]
+        return any(abs(time - target) <= 1.0 / self.frame_rate for target in near)
+
+    def nearest_among(self, times: list[float]) -> bool:
+        """Whether each frame chosen is the one `offer` would have chosen had it been offered a frame at
+        every time in `times` (every packet's, decoded or not); frames beyond the last time count as none."""
+        ordered = sorted(times)
+        for target, chosen_time in zip(self.targets, self.chosen_times):
+            after = bisect.bisect_left(ordered, target)
+            if after == len(ordered):
+                continue  # the stream ended before this target: the last frame stands in, as in result()
+            best = ordered[after]
+            if after > 0 and target - ordered[after - 1] <= ordered[after] - target:
+                best = ordered[after - 1]
+            if not math.isclose(best, chosen_time, abs_tol=1e-9):
+                return False
+        return True
 
     @property
     def done(self) -> bool:
@@ -292,7 +353,7 @@ class _EvenFrameSampler:
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
         if self.last_rgb is not None and self.last_rgb[0] is frame:
             return self.last_rgb[1]
-        rgb = display_rotated(resize_and_crop(frame, self.cfg.frame_size), frame)
+        rgb = display_rotated(resize_and_crop(frame, self.cfg.frame_size, self.reformatter), frame)
         self.last_rgb = (frame, rgb)
         return rgb
 
@@ -307,13 +368,14 @@ def display_rotated(rgb: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
 
-def resize_and_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
+def resize_and_crop(frame: av.VideoFrame, size: int, reformatter: VideoReformatter | None = None) -> np.ndarray:
     """Scale so the short side is `size` (aspect kept, as R3D-18 was trained), centre-crop to size²."""
     scale = size / min(frame.width, frame.height)
     width = max(size, round(frame.width * scale))
     height = max(size, round(frame.height * scale))
     # swscale's bilinear widens its filter when shrinking, so it averages like AREA without its cost.
-    rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation="BILINEAR").to_ndarray()
+    scaled = (reformatter or VideoReformatter()).reformat(frame, width=width, height=height, format="rgb24", interpolation="BILINEAR")
+    rgb = scaled.to_ndarray()
     top = (height - size) // 2
     left = (width - size) // 2
     return np.ascontiguousarray(rgb[top : top + size, left : left + size])
@@ -352,7 +414,9 @@ class _AudioCollector:
 
     def _keep(self, frames: list[av.AudioFrame]) -> None:
         for out in frames:
-            chunk = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            # Mono float: the plane's first `samples` floats, read in place (to_ndarray stacks planes and copies:
+            # five times the cost, over a clip's hundreds of frames); concatenated once in result().
+            chunk = np.frombuffer(out.planes[0], dtype=np.float32, count=out.samples)
             self.chunks.append(chunk)
             self.samples += chunk.size
 
