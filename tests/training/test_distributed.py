@@ -20,8 +20,14 @@ SETTINGS = ["--modalities", "video", "--dropout", "0", "--class-weights", "none"
             "--epochs", "2", "--num-frames", "2", "--frame-size", "32", "--num-workers", "0", "--log-every", "1"]  # fmt: skip
 
 
+def _environment(folder) -> dict[str, str]:
+    """The processes' environment: no SageMaker variables, one thread each, and the temporary folder in the
+    test's own (torchrun writes a torchelastic_* log folder there for every run and never removes it)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SM_")} | {"OMP_NUM_THREADS": "1", "TMPDIR": str(folder)}
+
+
 def _run(command: list[str], data, out, batch_size: int, *extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")} | {"OMP_NUM_THREADS": "1"}
+    env = _environment(out.parent)
     args = ["train", "--data-dir", str(data), *SETTINGS, "--batch-size", str(batch_size), *run_folders(out), *extra]
     result = subprocess.run([*command, *args], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -62,7 +68,7 @@ def test_two_machines_each_with_its_own_cache_folder_end_as_one_process(sample_d
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")} | {"OMP_NUM_THREADS": "1"}
+    env = _environment(tmp_path)
     nodes = []
     for node in (0, 1):
         command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--node-rank",
