@@ -12,9 +12,11 @@ archive through the real inference stack).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import shutil
+import tarfile
 
 import pytest
 
@@ -216,12 +218,29 @@ def test_results_of_an_unfinished_or_failed_job_are_refused(aws):
         read_results(aws[1]["s3"], job)
 
 
-def test_clips_already_in_s3_are_listed_not_copied(aws, tiny_model_dir, sample_dir):
+def _training_job_with_model(clients, name: str, model_dir) -> None:
+    """A finished training job as the service leaves it: its model dir as model.tar.gz where ModelArtifacts says."""
+    clients["sagemaker"].create_training_job(
+        TrainingJobName=name, RoleArn=ROLE, AlgorithmSpecification={"TrainingImage": "image", "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/jobs/"}, StoppingCondition={"MaxRuntimeInSeconds": 3600},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
+    )  # fmt: skip
+    artifacts = clients["sagemaker"].describe_training_job(TrainingJobName=name)["ModelArtifacts"]["S3ModelArtifacts"]
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz", compresslevel=1) as tar:
+        for path in sorted(model_dir.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+    bucket, key = parse_s3_uri(artifacts)
+    clients["s3"].put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
+
+
+def test_clips_already_in_s3_with_a_training_jobs_model(aws, tiny_model_dir, sample_dir):
     env, clients = aws
     clips = sorted((sample_dir / "dev" / "dev_splits_complete").glob("*.mp4"))[:3]
     for clip in clips:
         clients["s3"].put_object(Bucket=BUCKET, Key=f"in-s3/{clip.name}", Body=clip.read_bytes())
-    result = _transform(env, "--model-dir", str(tiny_model_dir), "--input-uri", f"s3://{BUCKET}/in-s3/", "--job-name", "in-s3",
+    _training_job_with_model(clients, "trained", tiny_model_dir)
+    result = _transform(env, "--job", "trained", "--input-uri", f"s3://{BUCKET}/in-s3/", "--job-name", "in-s3",
                         "--instance-type", "ml.m5.xlarge", "--no-wheels", "--dry-run")  # fmt: skip
     assert result.returncode == 0, result.stderr
     model, job = _requests(result.stdout)
