@@ -12,7 +12,7 @@ B-frames, about half of a broadcast encode): the nearest decoded frame is then a
 two from each target. When a clip's frames fall further apart than `MAX_FRAME_OFFSET` allows, it
 is decoded again for the exact nearest frames (`skip_nonref=False`), so sampling never drifts more
 than that from the even spacing. That exact pass decodes the non-reference frames that could be one
-(within a frame interval of a target), and checks its choice against every packet's time.
+(within half a frame interval of a target), and checks its choice against every packet's time.
 
 Broken media never raises: a missing, empty, unreadable, truncated or stream-less clip gives
 `None` for the modality it lacks and names the problem in `DecodedClip.issues`, so that the dataset
@@ -113,7 +113,7 @@ def decode_windows(
     the file): each window gets `num_frames` frames evenly across it and the audio from its start.
     A clip that cannot be opened gives one DecodedClip naming the problem, whatever the plan.
     `skip_nonref` False picks the exact nearest frame to each target: non-reference frames are decoded
-    only where one could be that frame (within a frame interval of a target), and the choice is checked
+    only where one could be that frame (within half a frame interval of a target), and the choice is checked
     against every packet's time; `every_frame` decodes them all (where that check fails)."""
     if path is None or not Path(path).is_file():
         return [DecodedClip(None, None, None, None, (MISSING,))]
@@ -310,10 +310,12 @@ class _EvenFrameSampler:
         self.previous = (time, frame)
 
     def could_choose(self, time: float) -> bool:
-        """Whether a frame at `time` could be the nearest to a target: within a frame interval of one."""
+        """Whether a frame at `time` could be the nearest to a target: at a constant frame rate the nearest
+        lies within half a frame interval of it (both, on a tie). A stream whose frames are further apart
+        somewhere is caught by nearest_among, and decoded again, every frame."""
         after = bisect.bisect_left(self.targets, time)
         near = [self.targets[i] for i in (after - 1, after) if 0 <= i < len(self.targets)]
-        return any(abs(time - target) <= 1.0 / self.frame_rate for target in near)
+        return any(abs(time - target) <= 0.5 / self.frame_rate + 1e-6 for target in near)
 
     def nearest_among(self, times: list[float]) -> bool:
         """Whether each frame chosen is the one `offer` would have chosen had it been offered a frame at
