@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import urllib.request
 
@@ -35,3 +36,13 @@ def aws():
     clients["s3"].create_bucket(Bucket=BUCKET)
     yield env, clients
     server.stop()
+
+
+def printed_requests(stdout: str) -> list[dict]:
+    """The JSON requests a --dry-run printed one after another, in order."""
+    decoder, text, found = json.JSONDecoder(), stdout, []
+    while text.strip():
+        request, end = decoder.raw_decode(text.lstrip())
+        found.append(request)
+        text = text.lstrip()[end:]
+    return found

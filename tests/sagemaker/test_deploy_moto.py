@@ -13,7 +13,7 @@ import pytest
 
 from mmsent.sagemaker.deploy import EndpointSettings, endpoint_requests
 from tests.inference.test_predict import _good_clips
-from tests.sagemaker.conftest import BUCKET, ROLE
+from tests.sagemaker.conftest import BUCKET, ROLE, printed_requests
 from tests.sagemaker.test_launch_moto import _keys
 from tests.cli import mmsent
 
@@ -34,12 +34,7 @@ def test_dry_run_prints_three_requests_and_creates_nothing(aws, tiny_model_dir):
     before = _keys(clients["s3"])
     result = _deploy(env, "--model-dir", str(tiny_model_dir), "--endpoint-name", "emotions", "--serverless", "2048", "--dry-run")
     assert result.returncode == 0, result.stderr
-    decoder, text, requests = json.JSONDecoder(), result.stdout, []
-    while text.strip():
-        request, end = decoder.raw_decode(text.lstrip())
-        requests.append(request)
-        text = text.lstrip()[end:]
-    model, config, endpoint = requests
+    model, config, endpoint = printed_requests(result.stdout)
     assert model["PrimaryContainer"]["Image"] == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
     assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert config["ProductionVariants"][0]["ServerlessConfig"]["MemorySizeInMB"] == 2048

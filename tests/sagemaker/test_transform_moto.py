@@ -22,21 +22,12 @@ import pytest
 
 from mmsent.sagemaker.s3 import parse_s3_uri
 from tests.cli import mmsent
-from tests.sagemaker.conftest import BUCKET, ROLE
+from tests.sagemaker.conftest import BUCKET, ROLE, printed_requests
 from tests.sagemaker.test_launch_moto import _keys
 
 
 def _transform(env, *args: str):
     return mmsent("transform", "--role", ROLE, "--bucket", BUCKET, *args, env=env)
-
-
-def _requests(stdout: str) -> list[dict]:
-    decoder, text, found = json.JSONDecoder(), stdout, []
-    while text.strip():
-        request, end = decoder.raw_decode(text.lstrip())
-        found.append(request)
-        text = text.lstrip()[end:]
-    return found
 
 
 def _select(record: dict, path: str) -> dict:
@@ -109,7 +100,7 @@ def test_dry_run_of_a_csv_prints_the_model_and_the_job_and_creates_nothing(aws, 
                         "--clips-dir", str(sample_dir / "dev" / "dev_splits_complete"), "--job-name", "dev-rows",
                         "--instance-type", "ml.m5.xlarge", "--instance-count", "2", "--no-wheels", "--dry-run")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    model, job = _requests(result.stdout)
+    model, job = printed_requests(result.stdout)
     assert model["ModelName"] == job["ModelName"] == job["TransformJobName"] == "dev-rows"
     environment = model["PrimaryContainer"]["Environment"]
     assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
@@ -243,7 +234,7 @@ def test_clips_already_in_s3_with_a_training_jobs_model(aws, tiny_model_dir, sam
     result = _transform(env, "--job", "trained", "--input-uri", f"s3://{BUCKET}/in-s3/", "--job-name", "in-s3",
                         "--instance-type", "ml.m5.xlarge", "--no-wheels", "--dry-run")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    model, job = _requests(result.stdout)
+    model, job = printed_requests(result.stdout)
     assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/in-s3/"
     assert job["TransformInput"]["SplitType"] == "None" and "DataProcessing" not in job
     largest = max(clip.stat().st_size for clip in clips)

@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 from mmsent.environment import Environment
 from mmsent.sagemaker.tuning import OBJECTIVE, format_trials, list_trials
 from tests.cli import mmsent
-from tests.sagemaker.conftest import BUCKET, ROLE
+from tests.sagemaker.conftest import BUCKET, ROLE, printed_requests
 from tests.sagemaker.test_launch_moto import _keys
 
 RANGES = ["--range", "learning-rate=1e-5:1e-3:log", "--range", "batch-size=8,16,32", "--range", "dropout=0.1:0.5"]
@@ -30,15 +30,6 @@ def _tuning_jobs(clients) -> list[str]:
     return [j["HyperParameterTuningJobName"] for j in clients["sagemaker"].list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]]
 
 
-def _requests(stdout: str) -> list[dict]:
-    decoder, text, found = json.JSONDecoder(), stdout, []
-    while text.strip():
-        request, end = decoder.raw_decode(text.lstrip())
-        found.append(request)
-        text = text.lstrip()[end:]
-    return found
-
-
 def test_dry_run_prints_the_tuning_request_with_each_range_and_the_shared_settings(aws):
     env, clients = aws
     before = _keys(clients["s3"])
@@ -47,7 +38,7 @@ def test_dry_run_prints_the_tuning_request_with_each_range_and_the_shared_settin
                    "--", "--epochs", "4",
                    "--learning-rate", "3e-4", "--amp", "true")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    (request,) = _requests(result.stdout)
+    (request,) = printed_requests(result.stdout)
     config = request["HyperParameterTuningJobConfig"]
     assert config["Strategy"] == "Bayesian" and config["TrainingJobEarlyStoppingType"] == "Off"
     assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": OBJECTIVE}
@@ -111,7 +102,7 @@ def test_hyperband_spends_epochs_up_to_the_shared_epochs(aws):
     result = _tune(env, "--train-uri", f"s3://{BUCKET}/t/", "--range", "dropout=0.1:0.5", "--strategy", "Hyperband",
                    "--dry-run", "--", "--epochs", "6")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    (request,) = _requests(result.stdout)
+    (request,) = printed_requests(result.stdout)
     assert request["HyperParameterTuningJobConfig"]["StrategyConfig"] == {"HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": 6}}
 
 

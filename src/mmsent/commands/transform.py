@@ -126,8 +126,7 @@ def _run_transform(args: argparse.Namespace, env: Environment) -> int:
             for request in requests.values():
                 print_request(request)
             return EXIT_OK
-        for uri in {f"s3://{args.bucket}/", input_uri, settings.output_uri}:
-            bucket = parse_s3_uri(uri)[0]
+        for bucket in {parse_s3_uri(uri)[0] for uri in (f"s3://{args.bucket}/", input_uri, settings.output_uri)}:
             aws(lambda: check_bucket(s3, bucket, session.region_name))
         aws(lambda: upload_files(s3, uploads, args.bucket))
     sagemaker = session.client("sagemaker")

@@ -170,16 +170,24 @@ def create_endpoint(sagemaker, requests: dict[str, dict]) -> None:
         sagemaker.create_endpoint(**requests["create_endpoint"])
 
 
-def wait_in_service(sagemaker, name: str, poll_seconds: float = 30.0, say=print) -> dict:
+def follow_status(describe, key: str, label: str, finished, poll_seconds: float = 30.0, say=print) -> dict:
+    """`describe()` every `poll_seconds`, saying "LABEL: STATUS" whenever its `key` changes, until
+    `finished(status)`: the last answer (an endpoint's, a transform job's)."""
     status = None
     while True:
-        endpoint = sagemaker.describe_endpoint(EndpointName=name)
-        if endpoint["EndpointStatus"] != status:
-            status = endpoint["EndpointStatus"]
-            say(f"endpoint {name}: {status}")
-        if status not in ("Creating", "Updating", "SystemUpdating", "RollingBack"):
-            return endpoint
+        answer = describe()
+        if answer[key] != status:
+            status = answer[key]
+            say(f"{label}: {status}")
+        if finished(status):
+            return answer
         time.sleep(poll_seconds)
+
+
+def wait_in_service(sagemaker, name: str, poll_seconds: float = 30.0, say=print) -> dict:
+    return follow_status(lambda: sagemaker.describe_endpoint(EndpointName=name), "EndpointStatus", f"endpoint {name}",
+                         lambda status: status not in ("Creating", "Updating", "SystemUpdating", "RollingBack"),
+                         poll_seconds, say)  # fmt: skip
 
 
 def list_endpoints(sagemaker, name_contains: str | None = None) -> list[dict]:

@@ -20,13 +20,12 @@ from __future__ import annotations
 import base64
 import json
 import math
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmsent.errors import SettingsError
-from mmsent.sagemaker.deploy import model_request, model_server_workers
+from mmsent.sagemaker.deploy import follow_status, model_request, model_server_workers
 from mmsent.sagemaker.images import TRANSFORM_INSTANCES, unknown_instance_type
 from mmsent.sagemaker.request import ROLE_ARN, is_service_name
 from mmsent.sagemaker.s3 import parse_s3_uri
@@ -226,15 +225,9 @@ def payload_for(packed: PackedInput, given_mb: int | None) -> int:
 
 
 def wait_for_transform(sagemaker, name: str, poll_seconds: float = 30.0, say=print) -> dict:
-    status = None
-    while True:
-        job = sagemaker.describe_transform_job(TransformJobName=name)
-        if job["TransformJobStatus"] != status:
-            status = job["TransformJobStatus"]
-            say(f"transform job {name}: {status}")
-        if status in ("Completed", "Failed", "Stopped"):
-            return job
-        time.sleep(poll_seconds)
+    return follow_status(lambda: sagemaker.describe_transform_job(TransformJobName=name), "TransformJobStatus",
+                         f"transform job {name}", lambda status: status in ("Completed", "Failed", "Stopped"),
+                         poll_seconds, say)  # fmt: skip
 
 
 def read_results(s3, job: dict) -> list:
