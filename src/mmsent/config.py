@@ -129,6 +129,9 @@ class ModelConfig:
                                           "set the frames, size and normalisation")
     freeze: tuple[str, ...] | None = setting(None, "frozen backbones; their projections still train. Unset: video, and "
                                                    "audio with an --audio-model (text fine-tunes)")
+    train_top_layers: int | None = setting(None, "fine-tune only the text encoder's top this many layers; its embeddings and "
+                                                 "lower layers stay as pretrained, and their outputs are computed once per "
+                                                 "split (kept with the media cache) instead of every epoch. Unset: every layer")
     embed_dim: int = setting(128, "each modality's embedding; lower it to shrink the fusion layers")
     fusion_dim: int = setting(256, "width of the fusion layer")
     audio_channels: tuple[int, ...] = setting((16, 32, 64, 128), "conv widths of the audio CNN, one block each")
@@ -147,6 +150,12 @@ class ModelConfig:
         if "audio" in self.freeze and self.audio_model == AUDIO_CNN:
             raise SettingsError("cannot freeze audio: the audio CNN starts random and always trains (an --audio-model "
                                 "can be frozen)")
+        if self.train_top_layers is not None:
+            if self.train_top_layers < 1:
+                raise SettingsError(f"train_top_layers must be at least 1 layer, got {self.train_top_layers} (unset: every layer)")
+            if "text" not in self.modalities or "text" in self.freeze:
+                raise SettingsError("train_top_layers fine-tunes the top of the text encoder: it needs text among the "
+                                    "modalities and not frozen (--freeze without text)")
         if not 0.0 <= self.dropout < 1.0:
             raise SettingsError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.embed_dim < 1 or self.fusion_dim < 1:
@@ -303,7 +312,8 @@ def data_config_from_dict(values: dict, where: str = "data") -> DataConfig:
 
 # Model settings added after model dirs and checkpoints were first written, with the value that an older
 # one (which lacks the key) was trained with, whatever today's default.
-MODEL_SETTINGS_ADDED: dict[str, object] = {"feature_norm": False, "audio_model": AUDIO_CNN, "video_model": VIDEO_R3D}
+MODEL_SETTINGS_ADDED: dict[str, object] = {"feature_norm": False, "audio_model": AUDIO_CNN, "video_model": VIDEO_R3D,
+                                           "train_top_layers": None}
 
 
 def model_config_from_dict(values: dict, where: str = "model") -> ModelConfig:

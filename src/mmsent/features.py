@@ -23,6 +23,12 @@ from mmsent.files import write_atomic
 STORE_FOLDER = "embeddings"  # inside each split's media-cache folder
 
 
+# What an item and a batch call the text encoder's hidden states after its frozen lower layers
+# (ModelConfig.train_top_layers): stored per token, not pooled, so they live in their own store
+# (training/text_states.py), float16, each item's real tokens one after another.
+TEXT_STATES = "text_states"
+
+
 def batch_key(modality: str) -> str:
     """What an item and a batch call a modality's precomputed backbone output."""
     return f"{modality}_features"

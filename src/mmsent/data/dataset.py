@@ -21,7 +21,7 @@ from mmsent.data.media import empty_frames, empty_log_mel, frames_to_tensor
 from mmsent.data.meld import Utterance, read_meld_csv
 from mmsent.data.text_inputs import TOKEN_COLUMNS, dialogue_inputs, encode_texts
 from mmsent.errors import SettingsError
-from mmsent.features import batch_key
+from mmsent.features import TEXT_STATES, batch_key
 
 
 class MeldDataset(Dataset):
@@ -36,6 +36,8 @@ class MeldDataset(Dataset):
         self.cfg = cfg
         self.media_cache = media_cache
         self.features: dict[str, np.ndarray] = {}  # modality -> (items, dim) backbone outputs
+        self.text_states: np.ndarray | None = None  # (real tokens of every item, hidden): the text encoder's lower layers'
+        self.text_state_starts: np.ndarray | None = None  # item i's rows: text_state_starts[i] to text_state_starts[i + 1]
         self.use_text = "text" in cfg.modalities
         self.use_video = "video" in cfg.modalities
         self.use_audio = "audio" in cfg.modalities
@@ -58,6 +60,15 @@ class MeldDataset(Dataset):
             raise ValueError(f"{len(features)} {modality} feature rows for {len(self)} items")
         self.features[modality] = features
 
+    def use_text_states(self, states: np.ndarray) -> None:
+        """Serve the text encoder's lower layers' output with each item from now on (beside its token ids,
+        which the top layers still read): each item's real tokens' rows, the items one after another."""
+        lengths = np.asarray(self.token_lengths(), dtype=np.int64)
+        if len(states) != lengths.sum():
+            raise ValueError(f"{len(states)} stored text states for the {lengths.sum()} tokens of {len(self)} items")
+        self.text_states = states
+        self.text_state_starts = np.concatenate([[0], np.cumsum(lengths)])
+
     def __len__(self) -> int:
         return len(self.utterances)
 
@@ -75,6 +86,9 @@ class MeldDataset(Dataset):
             item[batch_key("text")] = self._features("text", index)
         elif self.use_text:
             item |= {name: column[index] for name, column in self.tokens.items()}
+            if self.text_states is not None:
+                rows = self.text_states[self.text_state_starts[index] : self.text_state_starts[index + 1]]
+                item[TEXT_STATES] = torch.from_numpy(np.array(rows, dtype=np.float32))  # a copy out of the memory map
         if self.use_video or self.use_audio:
             need_frames = self.use_video and "video" not in self.features
             need_audio = self.use_audio and "audio" not in self.features
@@ -141,6 +155,8 @@ def collate(items: list[dict]) -> dict:
         width = max(int(mask.sum(dim=1).max()), 1)
         for name in TOKEN_COLUMNS:
             batch[name] = torch.stack([item[name] for item in items])[:, :width]
+        if TEXT_STATES in first:
+            batch[TEXT_STATES] = pad_text_states([item[TEXT_STATES] for item in items], width)
     for key in ("frames", batch_key("video"), "log_mel", "waveform", batch_key("audio"), batch_key("text")):
         if key in first:
             batch[key] = torch.stack([item[key] for item in items])
@@ -149,6 +165,15 @@ def collate(items: list[dict]) -> dict:
     for key in ("text_present", "video_present", "audio_present"):
         if key in first:
             batch[key] = torch.tensor([item[key] for item in items], dtype=torch.bool)
+    return batch
+
+
+def pad_text_states(states: Sequence[torch.Tensor], width: int) -> torch.Tensor:
+    """Items' stored text states (each (real tokens, hidden)) as one (items, width, hidden) batch, zeros
+    after each item's tokens: padding that the attention mask hides from every real token."""
+    batch = torch.zeros((len(states), width, states[0].shape[1]), dtype=states[0].dtype)
+    for row, rows in enumerate(states):
+        batch[row, : len(rows)] = rows
     return batch
 
 

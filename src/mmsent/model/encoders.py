@@ -8,6 +8,9 @@ import torch
 from torch import nn
 
 from mmsent.data.media import VIDEO_MEAN, VIDEO_STD
+from mmsent.errors import SettingsError
+from mmsent.features import TEXT_STATES
+from mmsent.model.text_layers import layer_stack, running_layers
 from mmsent.pretrained import describe, load_backbone
 
 
@@ -22,18 +25,62 @@ def _projection(in_features: int, out_features: int, dropout: float, norm: bool)
 
 class TextEncoder(nn.Module):
     """A transformers encoder, mean-pooled (as sentence-transformers trains MiniLM) over the target
-    utterance's tokens: all real tokens without context turns, its own span with them (data/text_inputs.py)."""
+    utterance's tokens: all real tokens without context turns, its own span with them (data/text_inputs.py).
+
+    With `train_top_layers` K, only the top K layers train (model/text_layers.py): the embeddings and the
+    layers below stay frozen in eval mode, and a batch may carry their output (TEXT_STATES) instead of
+    having them run."""
 
     inputs = ("input_ids", "attention_mask", "target_mask")  # the batch keys `features` takes, in order
+    optional_inputs = (TEXT_STATES,)  # taken after them where the batch has it
 
-    def __init__(self, source: str, embed_dim: int, dropout: float, norm: bool, pretrained: bool = True) -> None:
+    def __init__(self, source: str, embed_dim: int, dropout: float, norm: bool, pretrained: bool = True,
+                 train_top_layers: int | None = None) -> None:  # fmt: skip
         super().__init__()
+        self.source = source
         self.backbone = load_backbone(source, pretrained)
         self.projection = _projection(self.backbone.config.hidden_size, embed_dim, dropout, norm)
+        self.cut = 0  # the frozen lower layers: 0 while every layer trains
+        if train_top_layers is not None:
+            self.stack = layer_stack(self.backbone, source)
+            depth = len(self.stack.layers)
+            if train_top_layers > depth:
+                raise SettingsError(f"train_top_layers {train_top_layers}: the text model {source} has {depth} layers")
+            self.cut = depth - train_top_layers
+        if self.cut:
+            self.backbone.requires_grad_(False)
+            self.top_layers().requires_grad_(True)
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
-        """The backbone's output, mean-pooled over the target: what a frozen text backbone's cache holds."""
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def top_layers(self) -> nn.ModuleList:
+        return nn.ModuleList(list(self.stack.layers)[self.cut :])
+
+    def train(self, mode: bool = True) -> "TextEncoder":
+        super().train(mode)
+        if self.cut:  # frozen means frozen: the embeddings' and lower layers' dropout off, so their output is fixed
+            self.backbone.eval()
+            self.top_layers().train(mode)
+        return self
+
+    def lower_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights and buffers the lower part's output depends on: all but the top layers' (what
+        keys the stored hidden states)."""
+        top = tuple(f"{self.stack.path}.{i}." for i in range(self.cut, len(self.stack.layers)))
+        return {name: value for name, value in self.backbone.state_dict().items() if not name.startswith(top)}
+
+    def lower_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The hidden states after the last frozen layer, (B, tokens, hidden): what the top layers take."""
+        with running_layers(self.stack, slice(0, self.cut)):
+            return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target_mask: torch.Tensor,
+                 lower_states: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """The backbone's output, mean-pooled over the target: what a frozen text backbone's cache holds.
+        With `lower_states`, only the top layers run, on them."""
+        if lower_states is None:
+            hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        else:
+            with running_layers(self.stack, slice(self.cut, None), lower_states):
+                hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = target_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 

@@ -7,7 +7,9 @@ the model knows what it lacks. Training can mask present modalities at random
 (`TrainConfig.modality_dropout`), so the fusion layer also learns to do without each one.
 
 A batch may carry a frozen backbone's outputs (`video_features`, `text_features`, computed once and
-cached) instead of its raw input: the backbone is then skipped and only the projection runs.
+cached) instead of its raw input: the backbone is then skipped and only the projection runs. With
+only the text encoder's top layers trained, a batch may carry its lower layers' output (`text_states`):
+then only the top layers run.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class MultimodalSentimentModel(nn.Module):
         self.cfg = cfg
         encoders: dict[str, nn.Module] = {}
         if "text" in cfg.modalities:
-            encoders["text"] = TextEncoder(cfg.text_model, cfg.embed_dim, cfg.dropout, cfg.feature_norm, pretrained=pretrained)
+            encoders["text"] = TextEncoder(cfg.text_model, cfg.embed_dim, cfg.dropout, cfg.feature_norm, pretrained=pretrained,
+                                           train_top_layers=cfg.train_top_layers)  # fmt: skip
         if "video" in cfg.modalities:
             if cfg.video_model == VIDEO_R3D:
                 encoders["video"] = VideoEncoder(cfg.video_weights if pretrained else "none", cfg.embed_dim, cfg.dropout, cfg.feature_norm)
@@ -111,7 +114,7 @@ class MultimodalSentimentModel(nn.Module):
         for name, encoder in self.encoders.items():
             if batch_key(name) not in batch:
                 present = batch[PRESENT[name]]
-                features[batch_key(name)] = _present_only(encoder, [batch[key] for key in encoder.inputs], present,
+                features[batch_key(name)] = _present_only(encoder, [batch[key] for key in _inputs(encoder, batch)], present,
                                                           batch.get(on_host(PRESENT[name]), present))  # fmt: skip
         return features
 
@@ -119,11 +122,17 @@ class MultimodalSentimentModel(nn.Module):
         """The batch keys forward reads (with `batch`: cached features where the batch has them)."""
         names = []
         for name, encoder in self.encoders.items():
-            inputs = encoder.inputs
+            inputs = encoder.inputs if batch is None else _inputs(encoder, batch)
             if batch is not None and batch_key(name) in batch:
                 inputs = (batch_key(name),)
             names += [*inputs, PRESENT[name]]
         return names
+
+
+def _inputs(encoder: nn.Module, batch: dict) -> tuple[str, ...]:
+    """The batch keys the encoder's `features` takes from this batch: its inputs, then those of its
+    optional ones the batch carries (the text encoder's stored lower-layer states)."""
+    return encoder.inputs + tuple(key for key in getattr(encoder, "optional_inputs", ()) if key in batch)
 
 
 def _present_only(encoder: nn.Module, inputs: list[torch.Tensor], present: torch.Tensor,

@@ -67,6 +67,7 @@ from mmsent.training.checkpoint import LoopState, frozen_digest, load_trainable,
 from mmsent.training.checkpointer import Checkpointer
 from mmsent.training.distributed import DistInfo
 from mmsent.training.embeddings import attach_frozen_features
+from mmsent.training.text_states import attach_text_states
 from mmsent.training.errors import TrainingError, TrainingInterrupted
 from mmsent.training.loss import MultiTaskLoss
 from mmsent.training.metrics import format_head_metrics
@@ -210,6 +211,12 @@ def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Mo
         setup_seconds["frozen_outputs"] = time.monotonic() - started
         if served:
             say(f"frozen {', '.join(served)} backbone outputs come from the cache: each epoch trains the rest only")
+        started = time.monotonic()
+        stored = attach_text_states(model, datasets, data_cfg, device, dist, say)
+        if stored:
+            setup_seconds["text_states"] = time.monotonic() - started
+            say(f"the text encoder's lower {model.encoders['text'].cut} layers run once ({stored / 2**20:.0f} MB of "
+                f"states): each epoch trains its top {model_cfg.train_top_layers}")  # fmt: skip
     positions = _positions(train_items)
     class_weights = {
         task: class_weight_tensor([train_set.labels(task)[i] for i in positions], len(names), cfg.class_weights, device)
