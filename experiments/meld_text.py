@@ -5,8 +5,9 @@ offline MiniLM, with the setting's options, once per seed. Runs go to OUT/SETTIN
 already finished there is read back, not repeated, so the grid can be stopped and continued). The
 table gives, per setting, the mean ± standard deviation over seeds of dev emotion weighted F1,
 emotion macro F1 and sentiment weighted F1 at the last epoch (not chosen on dev), the same for the
-best epoch (what the model dir keeps), the mean dev emotion weighted F1 after each epoch, and the
-training minutes per run.
+best epoch (what the model dir keeps), the mean dev emotion weighted F1 after each epoch, the
+training minutes per run and seconds per epoch (validation not included), the seconds spent up front
+(the text encoder's lower layers run once with --train-top-layers) and the megabytes that keeps.
 
     .venv/bin/python experiments/meld_text.py [--settings alone,past2,...] [--seeds 1,2,3] [--epochs 3]
                                                [--data-dir ../shared/data/meld] [--out runs/meld-text]
@@ -40,6 +41,10 @@ SETTINGS: dict[str, list[str]] = {
     "past2-balanced": ["--context-past", "2", "--max-tokens", "128", "--class-weights", "balanced"],
     "past2-noweights": ["--context-past", "2", "--max-tokens", "128", "--class-weights", "none"],
     "past2-nosmoothing": ["--context-past", "2", "--max-tokens", "128", "--label-smoothing", "0"],
+    # MiniLM has 6 layers: the top 4, 2 or 1 trained on stored outputs of the ones below ("alone": all 6).
+    "top4": ["--train-top-layers", "4"],
+    "top2": ["--train-top-layers", "2"],
+    "top1": ["--train-top-layers", "1"],
 }
 METRICS = (("emotion", "weighted_f1"), ("emotion", "macro_f1"), ("sentiment", "weighted_f1"))
 
@@ -62,7 +67,9 @@ def run_once(name: str, seed: int, args: argparse.Namespace) -> dict:
             raise SystemExit(f"{name} seed {seed}: mmsent train exited {status}; see {folder / 'train.log'}")
         done.write_text(json.dumps({"wall_seconds": time.monotonic() - started}))
     history = json.loads(history_file.read_text())
-    return {"history": history, "wall_seconds": json.loads(done.read_text())["wall_seconds"]}
+    timings = json.loads((folder / "output" / "timings.json").read_text())
+    return {"history": history, "wall_seconds": json.loads(done.read_text())["wall_seconds"],
+            "setup_seconds": sum(timings["setup_seconds"].values()), "stored_mb": sum(timings.get("stored_bytes", {}).values()) / 2**20}
 
 
 def score(entry: dict, task: str, metric: str) -> float:
@@ -71,8 +78,8 @@ def score(entry: dict, task: str, metric: str) -> float:
 
 def table(results: dict[str, list[dict]]) -> str:
     head = ("| setting | seeds | emotion wF1 (last) | emotion macro F1 | sentiment wF1 | emotion wF1 (best epoch) "
-            "| emotion wF1 by epoch | train min/run |")  # fmt: skip
-    lines = [head, "|" + "---|" * 2 + "---:|" * 6]
+            "| emotion wF1 by epoch | train min/run | s/epoch | up-front s | stored MB |")  # fmt: skip
+    lines = [head, "|" + "---|" * 2 + "---:|" * 9]
     for name, runs in results.items():
         last = [run["history"][-1] for run in runs]
         best = [max(run["history"], key=lambda e: score(e, "emotion", "weighted_f1")) for run in runs]
@@ -81,8 +88,9 @@ def table(results: dict[str, list[dict]]) -> str:
         curve = " / ".join(f"{statistics.mean(score(r['history'][i], 'emotion', 'weighted_f1') for r in runs):.3f}"
                            for i in range(epochs))  # fmt: skip
         minutes = statistics.mean(sum(e["train"]["seconds"] for e in r["history"]) for r in runs) / 60
+        up_front, stored = (statistics.mean(r[key] for r in runs) for key in ("setup_seconds", "stored_mb"))
         lines.append(f"| {name} | {len(runs)} | {' | '.join(cells)} | {mean_sd([score(e, 'emotion', 'weighted_f1') for e in best])} "
-                     f"| {curve} | {minutes:.1f} |")  # fmt: skip
+                     f"| {curve} | {minutes:.1f} | {minutes * 60 / epochs:.0f} | {up_front:.0f} | {stored:.0f} |")  # fmt: skip
     return "\n".join(lines)
 
 

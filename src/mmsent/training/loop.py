@@ -128,6 +128,7 @@ class Run:
     log: TensorBoardLog
     checkpointer: Checkpointer
     setup_seconds: dict[str, float]  # what decoding once costs up front: output/timings.json (read by the benchmarks)
+    stored_bytes: dict[str, int]  # what it keeps (the text encoder's lower layers' states): timings.json too
     loader: Callable[..., DataLoader]  # loader(dataset, sampler): the run's batch size, workers and seed
     bad_in_a_row: int = 0  # optimizer steps with a non-finite loss in a row, across epoch boundaries
 
@@ -174,7 +175,7 @@ def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Mo
     # decoded by the loader's workers. Every rank reads its own share in an order fixed by
     # (seed, epoch), which is what lets a run resume mid-epoch.
     tokenizer = load_tokenizer(model_cfg.text_model)
-    setup_seconds = {}
+    setup_seconds, stored_bytes = {}, {}
     started = time.monotonic()
     caches = _media_caches(splits, data_cfg, cfg, paths, dist, say)
     setup_seconds["media_cache"] = time.monotonic() - started
@@ -215,6 +216,7 @@ def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Mo
         stored = attach_text_states(model, datasets, data_cfg, device, dist, say)
         if stored:
             setup_seconds["text_states"] = time.monotonic() - started
+            stored_bytes["text_states"] = stored
             say(f"the text encoder's lower {model.encoders['text'].cut} layers run once ({stored / 2**20:.0f} MB of "
                 f"states): each epoch trains its top {model_cfg.train_top_layers}")  # fmt: skip
     positions = _positions(train_items)
@@ -243,7 +245,7 @@ def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Mo
                batches_per_epoch=batches_per_epoch, model=model, trained=_wrap_ddp(model, dist, device), loss_fn=loss_fn,
                optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                log=TensorBoardLog(paths.tensorboard_dir, enabled=dist.is_main), checkpointer=checkpointer,
-               setup_seconds=setup_seconds, loader=loader)  # fmt: skip
+               setup_seconds=setup_seconds, stored_bytes=stored_bytes, loader=loader)  # fmt: skip
 
 
 def start(run: Run) -> tuple[LoopState, dict | None]:
@@ -389,7 +391,7 @@ def finish(run: Run, state: LoopState, best_weights: dict | None) -> dict:
     items = {"train": len(run.train_items)} | {split: len(data) for split, data in run.datasets.items() if split != "train"}
     splits = {split: {"items": items[split], "csv": str(files.csv_path)} for split, files in run.splits.items()}
     card = model_card(final, splits, run.data_cfg, run.model_cfg, cfg)
-    run.outputs.write_results(final, state.history, {"setup_seconds": run.setup_seconds} | peak, card)
+    run.outputs.write_results(final, state.history, {"setup_seconds": run.setup_seconds, "stored_bytes": run.stored_bytes} | peak, card)
     headline = {f"{split}_{task}_weighted_f1": final[split][task]["weighted_f1"]
                 for split in ("validation", "test") if split in final for task in TASKS}  # fmt: skip
     run.log.hparams({**asdict(cfg), **{f"model_{k}": v for k, v in asdict(run.model_cfg).items()}}, headline)
