@@ -60,7 +60,7 @@ TRAIN = ["--modalities", "text,audio", "--num-frames", "2", "--frame-size", "32"
          "--num-workers", "0", "--epochs", "2", "--train-top-layers", "1", "--log-every", "1"]  # fmt: skip
 
 
-@pytest.mark.slow  # three real trainings and an evaluate
+@pytest.mark.slow  # two real trainings and an evaluate
 def test_a_run_on_stored_states_resumes_as_the_uninterrupted_run_and_its_model_runs_whole(sample_dir, tiny_text_model, tmp_path):
     cache = tmp_path / "cache"
 
@@ -83,10 +83,6 @@ def test_a_run_on_stored_states_resumes_as_the_uninterrupted_run_and_its_model_r
     # The same seed, data order and restored RNG on the same stored states: on CPU the runs agree but for
     # floating-point summation order.
     assert_same_run_results(tmp_path / "cut", tmp_path / "whole", loss_tolerance=1e-5)
-    plain = train(tmp_path / "plain", "--cache-embeddings", "false")
-    assert "lower 1 layers" not in plain.stdout  # no stored states: the lower layers run in every step, frozen
-    # Float16 states against the lower layer run each step in float32: the same run but for rounding.
-    assert_same_run_results(tmp_path / "plain", tmp_path / "whole", loss_tolerance=1e-3)
 
     # evaluate runs the whole encoder on the model dir: the test split's scores the run got from stored states.
     model_dir = tmp_path / "whole" / "model"
