@@ -245,3 +245,28 @@ def test_clips_already_in_s3_with_a_training_jobs_model(aws, tiny_model_dir, sam
     empty = _transform(env, "--model-dir", str(tiny_model_dir), "--input-uri", f"s3://{BUCKET}/nothing-here/", "--no-wheels")
     assert empty.returncode == 2 and f"--input-uri s3://{BUCKET}/nothing-here/: no objects under it" in empty.stderr
     assert clients["sagemaker"].list_models()["Models"] == models
+
+
+def test_a_job_name_in_use_is_refused_before_its_inputs_are_overwritten(aws, tiny_model_dir, broken_clips):
+    env, clients = aws
+    sagemaker, base = clients["sagemaker"], "mmsent/transforms/taken"
+    sagemaker.create_model(ModelName="taken", ExecutionRoleArn=ROLE,
+                           PrimaryContainer={"Image": "image", "ModelDataUrl": f"s3://{BUCKET}/{base}/model.tar.gz"})  # fmt: skip
+    sagemaker.create_transform_job(
+        TransformJobName="taken", ModelName="taken",
+        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/{base}/input/"}}},
+        TransformOutput={"S3OutputPath": f"s3://{BUCKET}/{base}/output/"},
+        TransformResources={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
+    )  # fmt: skip
+    clients["s3"].put_object(Bucket=BUCKET, Key=f"{base}/input/clip.mp4", Body=b"the first job's input")
+    before = _keys(clients["s3"])
+    again = _transform(env, "--model-dir", str(tiny_model_dir), "--clips-dir", str(broken_clips), "--job-name", "taken",
+                       "--instance-type", "ml.m5.xlarge", "--no-wheels")  # fmt: skip
+    assert again.returncode == 2 and "a transform job of that name exists already" in again.stderr, again.stderr
+    assert _keys(clients["s3"]) == before  # nothing uploaded: the first job's input is as it was
+    assert clients["s3"].get_object(Bucket=BUCKET, Key=f"{base}/input/clip.mp4")["Body"].read() == b"the first job's input"
+    # A model of the name without a job (deploy's, or a job's whose record is gone) is refused alike.
+    sagemaker.create_model(ModelName="model-only", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "image"})
+    model_only = _transform(env, "--model-dir", str(tiny_model_dir), "--clips-dir", str(broken_clips), "--job-name",
+                            "model-only", "--instance-type", "ml.m5.xlarge", "--no-wheels")  # fmt: skip
+    assert model_only.returncode == 2 and "a model of that name exists already" in model_only.stderr, model_only.stderr

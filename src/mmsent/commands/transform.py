@@ -78,8 +78,8 @@ def _run_transform(args: argparse.Namespace, env: Environment) -> int:
     from mmsent.sagemaker.launch import print_request
     from mmsent.sagemaker.s3 import check_bucket, parse_s3_uri, s3_client, upload_files
     from mmsent.sagemaker.transform import (
-        TransformSettings, clips_at, clips_in, create_transform_job, json_lines, payload_for, transform_requests,
-        wait_for_transform,
+        TransformSettings, clips_at, clips_in, create_transform_job, json_lines, name_taken, payload_for,
+        transform_requests, wait_for_transform,
     )  # fmt: skip
     from mmsent.sagemaker.wheels import fetch_wheels, inference_requirements
 
@@ -95,6 +95,10 @@ def _run_transform(args: argparse.Namespace, env: Environment) -> int:
     job_name = args.job_name or time.strftime("mmsent-transform-%Y%m%d-%H%M%S")
     base = f"{args.prefix}/transforms/{job_name}"
     s3 = s3_client(session)
+    sagemaker = session.client("sagemaker")
+    if not args.dry_run and (taken := aws(lambda: name_taken(sagemaker, job_name))):
+        return error(f"--job-name {job_name}: a {taken} of that name exists already (its inputs are under "
+                     f"s3://{args.bucket}/{base}/); choose another name. Nothing was uploaded")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="mmsent-transform-") as folder:
         if args.input_uri is not None:
             packed, input_uri = aws(lambda: clips_at(s3, args.input_uri)), args.input_uri
@@ -129,7 +133,6 @@ def _run_transform(args: argparse.Namespace, env: Environment) -> int:
         for bucket in {parse_s3_uri(uri)[0] for uri in (f"s3://{args.bucket}/", input_uri, settings.output_uri)}:
             aws(lambda: check_bucket(s3, bucket, session.region_name))
         aws(lambda: upload_files(s3, uploads, args.bucket))
-    sagemaker = session.client("sagemaker")
     aws(lambda: create_transform_job(sagemaker, requests))
     print(f"transform job {job_name}: created (model {job_name}, answers to {settings.output_uri})")
     if not args.wait:

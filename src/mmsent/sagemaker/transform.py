@@ -129,6 +129,26 @@ def transform_requests(s: TransformSettings) -> dict[str, dict]:
     return {"create_model": model, "create_transform_job": job}
 
 
+def name_taken(sagemaker, name: str) -> str | None:
+    """What already holds the name that a transform job and its Model both take ("transform job",
+    "model"), or None. Asked before anything is uploaded: the job's inputs go under a prefix named after
+    it, so a second job of one name would overwrite the first's inputs before CreateModel refused it."""
+    from botocore.exceptions import ClientError
+
+    for kind, describe in (("transform job", lambda: sagemaker.describe_transform_job(TransformJobName=name)),
+                           ("model", lambda: sagemaker.describe_model(ModelName=name))):  # fmt: skip
+        try:
+            describe()
+        except ClientError as failure:
+            # A name not in use: ValidationException "Could not find ..." (the service's answer, and moto's);
+            # ResourceNotFound is what botocore's model of DescribeTransformJob lists.
+            if failure.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+                continue
+            raise
+        return kind
+    return None
+
+
 def create_transform_job(sagemaker, requests: dict[str, dict]) -> None:
     sagemaker.create_model(**requests["create_model"])
     sagemaker.create_transform_job(**requests["create_transform_job"])
