@@ -129,6 +129,7 @@ def test_dry_run_of_a_csv_prints_the_model_and_the_job_and_creates_nothing(aws, 
     (["--out", "answers.txt", "--wait"], "must end in .csv or .jsonl"),
     (["--out", "answers.csv"], "--out reads the answers once the job is done: give it with --wait"),
     (["--input-uri", "s3://elsewhere/clips/"], "--clips-dir is a local folder to upload; --input-uri is clips already in S3"),
+    (["--asr-model", "no-whisper"], "--asr-model no-whisper: no such folder"),  # packed as deploy packs it
 ])  # fmt: skip
 def test_bad_settings_are_refused_before_anything_is_created(aws, tiny_model_dir, tmp_path, args, message):
     env, clients = aws

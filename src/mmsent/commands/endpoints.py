@@ -37,8 +37,7 @@ def add_parsers(commands) -> None:
                         "(default: the newest one mmsent knows, see mmsent.sagemaker.images)")
     deploy.add_argument("--image-uri", help="inference image (default: the AWS PyTorch inference image for the region)")
     deploy.add_argument("--region", help="AWS region (default: boto3's)")
-    deploy.add_argument("--asr-model", type=Path, metavar="FOLDER", help="a saved speech-recognition model (Whisper family) "
-                        "packed with the model: the endpoint transcribes clips sent without text")  # fmt: skip
+    add_asr_model(deploy, "the endpoint")
     deploy.add_argument("--no-wheels", action="store_true", help="pack no wheels: the endpoint installs transformers, av "
                         "and ftfy from PyPI as it starts (it needs internet access then; by default they are packed, "
                         "downloaded once into the cache folder)")  # fmt: skip
@@ -104,6 +103,12 @@ def _run_deploy(args: argparse.Namespace, env: Environment) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     return EXIT_OK
+
+
+def add_asr_model(parser: argparse.ArgumentParser, server: str) -> None:
+    """--asr-model, as deploy and transform take it: packed into the archive (deploy.build_model_archive)."""
+    parser.add_argument("--asr-model", type=Path, metavar="FOLDER", help="a saved speech-recognition model (Whisper "
+                        f"family) packed with the model: {server} transcribes clips sent without text")  # fmt: skip
 
 
 def job_model(session, job: str, folder: Path) -> Path:

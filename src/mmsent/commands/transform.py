@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from mmsent.commands.common import EXIT_OK, aws, aws_session, error, positive_int
-from mmsent.commands.endpoints import job_model
+from mmsent.commands.endpoints import add_asr_model, job_model
 from mmsent.commands.inference import OUTPUT_SUFFIXES, unwritable, write_predictions
 from mmsent.environment import Environment
 from mmsent.errors import SettingsError
@@ -46,6 +46,7 @@ def add_parsers(commands) -> None:
                            "(default: the newest one mmsent knows)")  # fmt: skip
     transform.add_argument("--image-uri", help="inference image (default: the AWS PyTorch inference image for the region)")
     transform.add_argument("--region", help="AWS region (default: boto3's)")
+    add_asr_model(transform, "the job")
     transform.add_argument("--no-wheels", action="store_true", help="pack no wheels: the job installs transformers, av and "
                            "ftfy from PyPI as it starts (as deploy --no-wheels)")  # fmt: skip
     transform.add_argument("--dry-run", action="store_true", help="print the requests as JSON; upload and create nothing")
@@ -120,7 +121,7 @@ def _run_transform(args: argparse.Namespace, env: Environment) -> int:
         model_dir = args.model_dir if args.model_dir is not None else job_model(session, args.job, Path(folder))
         image = inference_image(version)
         wheels = None if args.no_wheels else fetch_wheels(inference_requirements(image), image, env.cache_dir)
-        archive = build_model_archive(model_dir, Path(folder) / "model.tar.gz", version, wheels=wheels)
+        archive = build_model_archive(model_dir, Path(folder) / "model.tar.gz", version, args.asr_model, wheels)
         uploads = [(archive, f"{base}/model.tar.gz")] + [(path, f"{base}/input/{key}") for path, key in packed.files]
         size = sum(path.stat().st_size for path, _ in uploads)
         print(f"{packed.count} {'clips' if packed.records == 'clips' else 'rows'}, the largest request "
