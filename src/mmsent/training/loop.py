@@ -217,7 +217,7 @@ def build_run(splits: dict[str, SplitFiles], data_cfg: DataConfig, model_cfg: Mo
         if stored:
             setup_seconds["text_states"] = time.monotonic() - started
             stored_bytes["text_states"] = stored
-            say(f"the text encoder's lower {model.encoders['text'].cut} layers run once ({stored / 2**20:.0f} MB of "
+            say(f"the text encoder's lower {model.encoders['text'].cut} layers run once ({stored / 2**20:.1f} MB of "
                 f"states): each epoch trains its top {model_cfg.train_top_layers}")  # fmt: skip
     positions = _positions(train_items)
     class_weights = {
