@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmsent.config import DataConfig, ModelConfig, TextConfig, TrainConfig
+from mmsent.config import DEFAULT_TOP_LAYERS, DataConfig, ModelConfig, TextConfig, TrainConfig
 from mmsent.data.dataset import pad_text_states
 from mmsent.data.text_inputs import TextInput, Turn, encode_texts
 from mmsent.errors import SettingsError
@@ -93,13 +93,23 @@ def test_only_the_top_layers_train_and_the_lower_part_stays_in_eval_mode():
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"train_top_layers": 0}, "at least 1 layer"),
+    ({"train_top_layers": -1}, r"0 \(every layer\) or more"),
     ({"train_top_layers": 2, "freeze": ("text", "video")}, "not frozen"),
     ({"train_top_layers": 2, "modalities": ("audio",)}, "needs text among the modalities"),
 ])  # fmt: skip
 def test_settings_that_cannot_be_cut_are_refused(settings, message):
     with pytest.raises(SettingsError, match=message):
         ModelConfig(**settings)
+
+
+def test_the_default_trains_the_measured_top_layers_of_the_default_model_only(tiny_text_model):
+    assert ModelConfig().train_top_layers == DEFAULT_TOP_LAYERS == 4  # MiniLM: measured on MELD (docs/experiments.md)
+    assert ModelConfig(text_model=str(tiny_text_model)).train_top_layers == 0  # another model: unmeasured, every layer
+    assert ModelConfig(freeze=("video", "text")).train_top_layers == 0
+    assert ModelConfig(modalities=("audio", "video")).train_top_layers == 0
+    assert ModelConfig(train_top_layers=0).train_top_layers == 0  # every layer of MiniLM, asked for
+    model = MultimodalSentimentModel(ModelConfig(modalities=("text",)))
+    assert model.encoders["text"].cut == 2
 
 
 def test_more_layers_than_the_model_has_are_refused_naming_its_depth(tiny_text_model):

@@ -35,13 +35,13 @@ class TextEncoder(nn.Module):
     optional_inputs = (TEXT_STATES,)  # taken after them where the batch has it
 
     def __init__(self, source: str, embed_dim: int, dropout: float, norm: bool, pretrained: bool = True,
-                 train_top_layers: int | None = None) -> None:  # fmt: skip
+                 train_top_layers: int = 0) -> None:  # fmt: skip
         super().__init__()
         self.source = source
         self.backbone = load_backbone(source, pretrained)
         self.projection = _projection(self.backbone.config.hidden_size, embed_dim, dropout, norm)
         self.cut = 0  # the frozen lower layers: 0 while every layer trains
-        if train_top_layers is not None:
+        if train_top_layers:  # 0: every layer
             self.stack = layer_stack(self.backbone, source)
             depth = len(self.stack.layers)
             if train_top_layers > depth:
