@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,14 +44,22 @@ def attach_frozen_features(model: MultimodalSentimentModel, datasets: dict[str, 
                 dataset.use_features(modality, _compute(model, modality, loader(dataset), device))
                 continue
             path = store_path(dataset.media_cache.folder, modality, key)
-            if not path.is_file() and dist.local_rank == 0:
-                say(f"computing the frozen {modality} backbone's outputs for {split} once: {path}")
-                save_features(path, _compute(model, modality, loader(dataset), device))
-            distributed.setup_barrier(dist)  # however long local rank 0 computes: outside the training group
-            dataset.use_features(modality, load_features(path))
+            dataset.use_features(modality, stored_once(path, lambda: _compute(model, modality, loader(dataset), device),
+                                                       dist, lambda: say(f"computing the frozen {modality} backbone's "
+                                                                         f"outputs for {split} once: {path}")))  # fmt: skip
         else:
             served.append(modality)
     return served
+
+
+def stored_once(path: Path, compute: Callable[[], np.ndarray], dist: DistInfo, announce: Callable[[], None]) -> np.ndarray:
+    """The array at `path` in a frozen-output store, memory-mapped: computed and saved first by one process
+    per machine (local rank 0, after `announce()`) where it is not there yet, while the others wait."""
+    if not path.is_file() and dist.local_rank == 0:
+        announce()
+        save_features(path, compute())
+    distributed.setup_barrier(dist)  # however long local rank 0 computes: outside the training group
+    return load_features(path)
 
 
 @torch.no_grad()

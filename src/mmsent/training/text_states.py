@@ -19,12 +19,12 @@ import torch
 
 from mmsent.config import DataConfig
 from mmsent.data.dataset import MeldDataset, pad_text_states
-from mmsent.features import TEXT_STATES, load_features, save_features, store_key, store_path
+from mmsent.features import TEXT_STATES, store_key, store_path
 from mmsent.model.encoders import TextEncoder
 from mmsent.model.fusion import MultimodalSentimentModel
 from mmsent.model.text_layers import check_cut
-from mmsent.training import distributed
 from mmsent.training.distributed import DistInfo
+from mmsent.training.embeddings import stored_once
 
 BATCH_SIZE = 64  # utterances per forward of the lower layers, sorted by length (little padding)
 # How far the top layers on float16 states may stray from the whole encoder, relative to its largest pooled
@@ -48,11 +48,9 @@ def attach_text_states(model: MultimodalSentimentModel, datasets: dict[str, Meld
             states = compute_states(encoder, dataset.tokens, device)
         else:
             path = store_path(dataset.media_cache.folder, TEXT_STATES, key)
-            if not path.is_file() and dist.local_rank == 0:
-                say(f"computing the text encoder's lower {encoder.cut} layers' outputs for {split} once: {path}")
-                save_features(path, compute_states(encoder, dataset.tokens, device))
-            distributed.setup_barrier(dist)  # however long local rank 0 computes: outside the training group
-            states = load_features(path)
+            states = stored_once(path, lambda: compute_states(encoder, dataset.tokens, device), dist,
+                                 lambda: say(f"computing the text encoder's lower {encoder.cut} layers' outputs for "
+                                             f"{split} once: {path}"))  # fmt: skip
         dataset.use_text_states(states)
         total += states.nbytes
     return total
