@@ -106,8 +106,8 @@ class DataConfig:
 
 # The text encoder's top layers fine-tuned by default (ModelConfig.train_top_layers), for the default MiniLM
 # only: on MELD text-only (docs/experiments.md, 3 seeds, 4 epochs) its top 4 of 6 reached dev emotion
-# weighted F1 0.578 against 0.575 with every layer, in half the epoch; the top 2 lost 0.009. Other text
-# models are unmeasured: they train every layer unless told.
+# weighted F1 0.578 against 0.575 with every layer, in about 60% of the epoch (bench_text.py); the top 2
+# lost 0.008. Other text models are unmeasured: they train every layer unless told.
 DEFAULT_TOP_LAYERS = 4
 
 # Backbones that can be frozen: they start from pretrained weights (or, for video, act as a fixed
@@ -138,7 +138,7 @@ class ModelConfig:
     train_top_layers: int | None = setting(None, "fine-tune only the text encoder's top this many layers (0: every layer); "
                                                  "its embeddings and lower layers stay as pretrained and their outputs are "
                                                  f"computed once per split. Unset: {DEFAULT_TOP_LAYERS} of the default MiniLM's 6 "
-                                                 "(as good on MELD, half the epoch), every layer of another --text-model")
+                                                 "(as good on MELD, 60% of the epoch), every layer of another --text-model")
     embed_dim: int = setting(128, "each modality's embedding; lower it to shrink the fusion layers")
     fusion_dim: int = setting(256, "width of the fusion layer")
     audio_channels: tuple[int, ...] = setting((16, 32, 64, 128), "conv widths of the audio CNN, one block each")

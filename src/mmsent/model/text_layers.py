@@ -46,7 +46,7 @@ def layer_stack(backbone: nn.Module, source: str) -> LayerStack:
              if isinstance(module, nn.ModuleList) and len(module) == depth]  # fmt: skip
     if depth is None or len(found) != 1:
         raise SettingsError(f"--train-top-layers: the text model {source} ({type(backbone).__name__}) has no single list of "
-                            f"its {depth} layers to cut; train every layer (leave --train-top-layers unset)")  # fmt: skip
+                            f"its {depth} layers to cut; train every layer (--train-top-layers 0)")  # fmt: skip
     path = found[0][0]
     owner_path, _, attribute = path.rpartition(".")
     return LayerStack(backbone.get_submodule(owner_path), attribute, path)
@@ -83,4 +83,4 @@ def check_cut(whole: torch.Tensor, from_states: torch.Tensor, source: str, toler
     if not error <= tolerance:
         raise SettingsError(f"--train-top-layers: the text model {source} does not give its own output when its top layers "
                             f"run on the stored hidden states (relative difference {error:.3g}, over {tolerance}); "
-                            f"train every layer (leave --train-top-layers unset)")  # fmt: skip
+                            f"train every layer (--train-top-layers 0)")  # fmt: skip
