@@ -131,9 +131,22 @@ def test_a_checkpoint_from_before_a_model_setting_existed_resumes_with_the_value
     del older["feature_norm"]  # written before the setting existed: trained without the norm
     configs = {"model": older, "data": asdict(DataConfig()), "train": asdict(TrainConfig())}
     payload = {"configs": configs, "labels": __import__("mmsent.labels").labels.label_maps(), "rng": [{}]}
-    with pytest.raises(CheckpointError, match=r"other settings \(model\.feature_norm False -> True\)"):
+    with pytest.raises(CheckpointError, match=r"other settings \(model\.feature_norm False -> True\); to continue it give "
+                                              r"--feature-norm False"):  # fmt: skip
         check_compatible(payload, "c.pt", {**configs, "model": asdict(ModelConfig())}, world_size=1)
     check_compatible(payload, "c.pt", {**configs, "model": asdict(ModelConfig(feature_norm=False))}, world_size=1)
+
+
+def test_a_checkpoint_from_before_the_top_layers_default_resumes_only_as_it_trained_every_layer():
+    # Written before --train-top-layers existed: every text layer trained. Today's default for MiniLM is its
+    # top 4, another training: refused, naming the option that continues the run as it was.
+    older = asdict(ModelConfig(train_top_layers=0))
+    del older["train_top_layers"]
+    configs = {"model": older, "data": asdict(DataConfig()), "train": asdict(TrainConfig())}
+    payload = {"configs": configs, "labels": __import__("mmsent.labels").labels.label_maps(), "rng": [{}]}
+    with pytest.raises(CheckpointError, match=r"model\.train_top_layers 0 -> 4\); to continue it give --train-top-layers 0,"):
+        check_compatible(payload, "c.pt", {**configs, "model": asdict(ModelConfig())}, world_size=1)
+    check_compatible(payload, "c.pt", {**configs, "model": asdict(ModelConfig(train_top_layers=0))}, world_size=1)
 
 
 def test_a_checkpoint_of_an_older_layout_resumes_with_todays_settings():

@@ -252,7 +252,7 @@ def check_compatible(payload: dict, path: Path, configs: dict, world_size: int, 
     if changed:
         raise CheckpointError(f"{path} was written training on other data: the {', '.join(changed)} split(s) differ "
                               "(CSV or clips); give the same --data-dir, another checkpoint folder, or --resume false")  # fmt: skip
-    differences, changes = [], []
+    differences, changes, restore = [], [], []
     for section in ("model", "data", "train"):
         now = _flat(configs[section])
         saved = _flat(_WRITTEN_BEFORE[section]) | _flat(payload["configs"][section])  # what a missing key was
@@ -261,13 +261,15 @@ def check_compatible(payload: dict, path: Path, configs: dict, world_size: int, 
                 continue
             if section != "train" or key in TRAIN_MUST_MATCH:
                 differences.append(f"{section}.{key} {_show(saved.get(key))} -> {_show(now[key])}")
+                if saved.get(key) is not None:  # the option that gives it back (a default moved since, say)
+                    restore.append(f"--{key.rpartition('.')[2].replace('_', '-')} {_show(saved[key])}")
             elif key not in QUIET_CHANGES:
                 changes.append(f"{key} {_show(saved.get(key))} -> {_show(now[key])}")
     if differences:
         raise CheckpointError(
-            f"{path} was written by a run with other settings ({'; '.join(differences)}); "
-            "use another checkpoint folder, or --resume false to start afresh"
-        )
+            f"{path} was written by a run with other settings ({'; '.join(differences)}); to continue it give "
+            f"{' '.join(restore) or 'its settings'}, or use another checkpoint folder, or --resume false to start afresh"
+        )  # fmt: skip
     if payload["labels"] != label_maps():
         raise CheckpointError(f"{path}: its label maps differ from this version's")
     if len(payload["rng"]) != world_size:
